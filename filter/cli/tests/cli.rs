@@ -1,0 +1,95 @@
+//! The `meshward` binary, run as users run it.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const KEY: &str = "cli-test-placeholder-key-0123456789";
+
+fn policy_path() -> String {
+    format!("{}/../../policies/default.json", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str], stdin: &str, key: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshward"));
+    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.env_remove("MESHWARD_PLACEHOLDER_KEY");
+    if let Some(key) = key {
+        cmd.env("MESHWARD_PLACEHOLDER_KEY", key);
+    }
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn json_out(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn check_rewrites_and_reports_findings() {
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"jane@example.com 4111 1111 1111 1111"}]}"#;
+    let out = run(&["check", "--policy", &policy_path()], body, Some(KEY));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json_out(&out);
+    assert_eq!(v["action"], "redact");
+    assert_eq!(v["status"], 200);
+    let rewritten = v["body"].as_str().unwrap();
+    assert!(!rewritten.contains("jane@example.com") && !rewritten.contains("4111"));
+    let findings = v["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 2);
+    assert_eq!(findings[0]["class"], "EMAIL");
+    assert_eq!(findings[0]["role"], "user");
+    let (s, e) = (findings[0]["start"].as_u64().unwrap() as usize, findings[0]["end"].as_u64().unwrap() as usize);
+    assert_eq!(&body[s..e], "jane@example.com");
+}
+
+#[test]
+fn check_blocks_malformed_json_with_exit_1() {
+    let out = run(&["check", "--policy", &policy_path(), "--request-id", "r-9"], "{nope", Some(KEY));
+    assert_eq!(out.status.code(), Some(1));
+    let v = json_out(&out);
+    assert_eq!(v["action"], "block");
+    assert_eq!(v["status"], 400);
+    assert_eq!(v["problem"]["request_id"], "r-9");
+}
+
+#[test]
+fn policy_and_usage_errors_exit_2() {
+    // The default policy redacts, so it needs the placeholder key.
+    let out = run(&["check", "--policy", &policy_path()], "{}", None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MESHWARD_PLACEHOLDER_KEY"));
+    assert_eq!(run(&["check"], "{}", Some(KEY)).status.code(), Some(2));
+    assert_eq!(run(&["frobnicate"], "", Some(KEY)).status.code(), Some(2));
+    assert_eq!(run(&["check", "--policy", "/nonexistent.json"], "{}", Some(KEY)).status.code(), Some(2));
+}
+
+#[test]
+fn scan_reports_byte_offsets_and_hashes_not_values() {
+    let text = "héllo jane@example.com";
+    let out = run(&["scan"], text, None);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("jane@example.com"));
+    let v = json_out(&out);
+    let f = &v["findings"][0];
+    assert_eq!(f["class"], "EMAIL");
+    assert_eq!(f["start"], 7); // 'é' is two bytes
+    assert_eq!(f["end"], text.len());
+    assert_eq!(f["text_sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn scan_jsonl_keeps_ids() {
+    let input = "{\"id\":\"a\",\"text\":\"4111111111111111\"}\n{\"id\":7,\"text\":\"nothing here\"}\n";
+    let out = run(&["scan", "--jsonl"], input, None);
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["id"], "a");
+    assert_eq!(lines[0]["findings"][0]["class"], "CREDIT_CARD");
+    assert_eq!(lines[1]["id"], 7);
+    assert!(lines[1]["findings"].as_array().unwrap().is_empty());
+}

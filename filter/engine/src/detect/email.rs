@@ -1,0 +1,168 @@
+//! E-mail addresses: anchored on `@`, bounded walks left and right.
+//!
+//! Accepts the dot-atom form people actually write (RFC 5322 local part
+//! characters, LDH domain labels, an alphabetic or punycode TLD). Quoted
+//! local parts and IP-literal domains are not matched.
+
+use super::{EntityClass, Finding};
+
+const MAX_LOCAL: usize = 64;
+const MAX_DOMAIN: usize = 253;
+const MAX_LABEL: usize = 63;
+
+fn is_local_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b)
+}
+
+fn is_label_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-'
+}
+
+pub(super) fn detect(text: &str, out: &mut Vec<Finding>) {
+    let bytes = text.as_bytes();
+    let mut last_end = 0;
+    for at in memchr::memchr_iter(b'@', bytes) {
+        if at < last_end {
+            continue;
+        }
+        let Some(start) = local_part_start(bytes, at, last_end) else {
+            continue;
+        };
+        let Some(end) = domain_end(bytes, at + 1) else {
+            continue;
+        };
+        let context = has_context(bytes, start);
+        out.push(Finding {
+            class: EntityClass::Email,
+            start,
+            end,
+            confidence: if context { 0.99 } else { 0.95 },
+            rule: "email.address",
+        });
+        last_end = end;
+    }
+}
+
+/// Walks left from `@` over local-part bytes; `None` if there are none.
+fn local_part_start(bytes: &[u8], at: usize, floor: usize) -> Option<usize> {
+    let floor = floor.max(at.saturating_sub(MAX_LOCAL));
+    let mut start = at;
+    while start > floor && bytes.get(start - 1).copied().is_some_and(is_local_byte) {
+        start -= 1;
+    }
+    // A local part neither starts nor ends with a dot ("see:.a@b.com").
+    while start < at && bytes.get(start) == Some(&b'.') {
+        start += 1;
+    }
+    let last = bytes.get(at.checked_sub(1)?).copied()?;
+    (start < at && last != b'.').then_some(start)
+}
+
+/// Walks right over dot-separated labels; returns the end of the domain if
+/// it has at least two labels and a plausible top-level label.
+fn domain_end(bytes: &[u8], from: usize) -> Option<usize> {
+    let limit = (from + MAX_DOMAIN).min(bytes.len());
+    let mut pos = from;
+    let mut labels = 0;
+    let mut end = None;
+    loop {
+        let label_start = pos;
+        while pos < limit && bytes.get(pos).copied().is_some_and(is_label_byte) {
+            pos += 1;
+        }
+        let label = bytes.get(label_start..pos)?;
+        if label.is_empty() || label.len() > MAX_LABEL || label.first() == Some(&b'-') || label.last() == Some(&b'-') {
+            break;
+        }
+        labels += 1;
+        if labels >= 2 && is_top_level(label) {
+            end = Some(pos);
+        }
+        // Continue only if a dot is followed by another label ("a@b.com." ends a sentence).
+        match (bytes.get(pos), bytes.get(pos + 1)) {
+            (Some(b'.'), Some(&next)) if is_label_byte(next) && pos + 1 < limit => pos += 1,
+            _ => break,
+        }
+    }
+    // Glued to more word characters (e.g. "a@b.com_x") is not an address.
+    let end = end?;
+    match bytes.get(end) {
+        Some(&b) if b == b'_' || b >= 0x80 => None,
+        _ => Some(end),
+    }
+}
+
+fn is_top_level(label: &[u8]) -> bool {
+    label.len() >= 2 && (label.iter().all(u8::is_ascii_alphabetic) || label.starts_with(b"xn--"))
+}
+
+fn has_context(bytes: &[u8], start: usize) -> bool {
+    let window = bytes.get(start.saturating_sub(24)..start).unwrap_or_default();
+    let window = window.to_ascii_lowercase();
+    [&b"mail"[..], b"contact", b"reach"].iter().any(|w| window.windows(w.len()).any(|x| x == *w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn emails(text: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        detect(text, &mut out);
+        out.iter().map(|f| &text[f.start..f.end]).collect()
+    }
+
+    #[test]
+    fn finds_common_shapes() {
+        assert_eq!(emails("jane.doe@example.com"), ["jane.doe@example.com"]);
+        assert_eq!(emails("Write to <j.o'hara+ai@mail.example.co.uk>."), ["j.o'hara+ai@mail.example.co.uk"]);
+        assert_eq!(emails("a@b.co and x_y-z@sub-domain.example.org"), ["a@b.co", "x_y-z@sub-domain.example.org"]);
+        assert_eq!(emails("\"mail\":\"a@b.io\""), ["a@b.io"]);
+        assert_eq!(emails("user@xn--bcher-kva.example"), ["user@xn--bcher-kva.example"]);
+    }
+
+    #[test]
+    fn trims_sentence_punctuation() {
+        assert_eq!(emails("mail me at bob@example.com."), ["bob@example.com"]);
+        assert_eq!(emails("(.alice@example.net)"), ["alice@example.net"]);
+    }
+
+    #[test]
+    fn rejects_near_misses() {
+        for text in [
+            "@example.com",
+            "user@",
+            "user@localhost",
+            "user@example.c",
+            "user@example.123",
+            "user.@example.com",
+            "git@github.com:org/repo is ssh", // still an address shape: see below
+            "@@@@",
+            "a@-b.com",
+            "price 3@4.5",
+            "me@例え.jp",
+        ] {
+            let got = emails(text);
+            if text.starts_with("git@") {
+                assert_eq!(got, ["git@github.com"], "{text}");
+            } else {
+                assert!(got.is_empty(), "{text}: {got:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn context_words_raise_confidence() {
+        let mut out = Vec::new();
+        detect("my email: a@b.com, and a long while later, c@d.com", &mut out);
+        assert!(out[0].confidence > out[1].confidence);
+    }
+
+    #[test]
+    fn adversarial_runs_stay_linear() {
+        // 1 MiB of '@' and of "a@" — each must finish quickly and find nothing.
+        assert!(emails(&"@".repeat(1 << 20)).is_empty());
+        assert!(emails(&"a@".repeat(1 << 19)).is_empty());
+        assert!(emails(&"a.".repeat(1 << 19)).is_empty());
+    }
+}

@@ -1,0 +1,533 @@
+//! A single-pass JSON tokenizer over the raw request bytes.
+//!
+//! Why not `serde_json::Value`: a DOM round trip costs more than the whole
+//! latency budget (DESIGN.md §4) and reorders/reformats the client's body.
+//! Instead we validate the document once, hand every string *value* to a
+//! visitor with its path and byte span, and let the caller splice
+//! replacements into the original bytes.
+//!
+//! The walk is iterative (an explicit stack bounded by `max_depth`), so no
+//! input can overflow the wasm stack, and it is linear in the input size.
+
+use std::fmt;
+
+/// One step of the path from the document root to a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathSeg<'a> {
+    /// An object member; the key exactly as written, escapes included.
+    Key(&'a str),
+    /// An array element.
+    Index(usize),
+}
+
+impl PathSeg<'_> {
+    /// Whether this is the object key `name`, honouring escapes in the key.
+    pub fn is_key(&self, name: &str) -> bool {
+        match self {
+            PathSeg::Key(raw) if raw.contains('\\') => unescape(raw, None) == name,
+            PathSeg::Key(raw) => *raw == name,
+            PathSeg::Index(_) => false,
+        }
+    }
+
+    pub fn index(&self) -> Option<usize> {
+        match self {
+            PathSeg::Index(i) => Some(*i),
+            PathSeg::Key(_) => None,
+        }
+    }
+}
+
+/// Renders a path as `messages[1].content[0].text`, for findings and errors.
+pub fn path_to_string(path: &[PathSeg<'_>]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            PathSeg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(&unescape(k, None));
+            }
+            PathSeg::Index(i) => {
+                out.push('[');
+                out.push_str(&i.to_string());
+                out.push(']');
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push('$');
+    }
+    out
+}
+
+/// A string value: `start..end` is its content between the quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StringLeaf {
+    pub start: usize,
+    pub end: usize,
+    /// The content contains at least one backslash escape.
+    pub escaped: bool,
+}
+
+/// Receives every string value of the document, in document order.
+pub trait Visitor<'a> {
+    fn string(&mut self, path: &[PathSeg<'a>], leaf: StringLeaf);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonErrorKind {
+    UnexpectedEnd,
+    UnexpectedByte(u8),
+    InvalidEscape,
+    ControlCharacterInString,
+    InvalidNumber,
+    TrailingData,
+    TooDeep { limit: usize },
+}
+
+/// Why a body is not JSON, and the byte offset where that became clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonError {
+    pub offset: usize,
+    pub kind: JsonErrorKind,
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = self.offset;
+        match self.kind {
+            JsonErrorKind::UnexpectedEnd => write!(f, "unexpected end of input at byte {at}"),
+            JsonErrorKind::UnexpectedByte(b) if b.is_ascii_graphic() => {
+                write!(f, "unexpected character '{}' at byte {at}", b as char)
+            }
+            JsonErrorKind::UnexpectedByte(b) => write!(f, "unexpected byte 0x{b:02x} at byte {at}"),
+            JsonErrorKind::InvalidEscape => write!(f, "invalid escape sequence at byte {at}"),
+            JsonErrorKind::ControlCharacterInString => {
+                write!(f, "unescaped control character in string at byte {at}")
+            }
+            JsonErrorKind::InvalidNumber => write!(f, "invalid number at byte {at}"),
+            JsonErrorKind::TrailingData => {
+                write!(f, "trailing data after the JSON value at byte {at}")
+            }
+            JsonErrorKind::TooDeep { limit } => {
+                write!(f, "nesting deeper than {limit} levels at byte {at}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for JsonError {}
+
+#[derive(Clone, Copy)]
+enum Frame {
+    Object,
+    Array,
+}
+
+/// Validates `src` as one JSON value and visits every string value.
+pub fn walk<'a, V: Visitor<'a>>(src: &'a str, max_depth: usize, visitor: &mut V) -> Result<(), JsonError> {
+    let mut p = Parser { src, bytes: src.as_bytes(), pos: 0 };
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut path: Vec<PathSeg<'a>> = Vec::new();
+
+    'value: loop {
+        p.skip_ws();
+        let at = p.pos;
+        match p.peek()? {
+            b'{' => {
+                p.pos += 1;
+                push_frame(&mut frames, Frame::Object, max_depth, at)?;
+                p.skip_ws();
+                if p.peek()? == b'}' {
+                    p.pos += 1;
+                    frames.pop();
+                } else {
+                    let key = p.member_key()?;
+                    path.push(PathSeg::Key(key));
+                    continue 'value;
+                }
+            }
+            b'[' => {
+                p.pos += 1;
+                push_frame(&mut frames, Frame::Array, max_depth, at)?;
+                p.skip_ws();
+                if p.peek()? == b']' {
+                    p.pos += 1;
+                    frames.pop();
+                } else {
+                    path.push(PathSeg::Index(0));
+                    continue 'value;
+                }
+            }
+            b'"' => {
+                let leaf = p.string()?;
+                visitor.string(&path, leaf);
+            }
+            b't' => p.literal("true")?,
+            b'f' => p.literal("false")?,
+            b'n' => p.literal("null")?,
+            b'-' | b'0'..=b'9' => p.number()?,
+            other => return Err(p.err_at(at, JsonErrorKind::UnexpectedByte(other))),
+        }
+
+        // A value is complete: close containers until one wants another value.
+        loop {
+            p.skip_ws();
+            let Some(frame) = frames.last().copied() else {
+                return if p.pos == p.bytes.len() { Ok(()) } else { Err(p.err(JsonErrorKind::TrailingData)) };
+            };
+            let at = p.pos;
+            match (frame, p.peek()?) {
+                (Frame::Object, b',') => {
+                    p.pos += 1;
+                    path.pop();
+                    p.skip_ws();
+                    let key = p.member_key()?;
+                    path.push(PathSeg::Key(key));
+                    continue 'value;
+                }
+                (Frame::Array, b',') => {
+                    p.pos += 1;
+                    if let Some(PathSeg::Index(i)) = path.last_mut() {
+                        *i += 1;
+                    }
+                    continue 'value;
+                }
+                (Frame::Object, b'}') | (Frame::Array, b']') => {
+                    p.pos += 1;
+                    path.pop();
+                    frames.pop();
+                }
+                (_, other) => return Err(p.err_at(at, JsonErrorKind::UnexpectedByte(other))),
+            }
+        }
+    }
+}
+
+fn push_frame(frames: &mut Vec<Frame>, frame: Frame, max_depth: usize, at: usize) -> Result<(), JsonError> {
+    if frames.len() >= max_depth {
+        return Err(JsonError { offset: at, kind: JsonErrorKind::TooDeep { limit: max_depth } });
+    }
+    frames.push(frame);
+    Ok(())
+}
+
+struct Parser<'a> {
+    src: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn err(&self, kind: JsonErrorKind) -> JsonError {
+        JsonError { offset: self.pos, kind }
+    }
+
+    fn err_at(&self, offset: usize, kind: JsonErrorKind) -> JsonError {
+        JsonError { offset, kind }
+    }
+
+    fn peek(&self) -> Result<u8, JsonError> {
+        self.bytes.get(self.pos).copied().ok_or(self.err(JsonErrorKind::UnexpectedEnd))
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    /// `"key" :` — returns the raw key content.
+    fn member_key(&mut self) -> Result<&'a str, JsonError> {
+        let at = self.pos;
+        match self.peek()? {
+            b'"' => {}
+            other => return Err(self.err_at(at, JsonErrorKind::UnexpectedByte(other))),
+        }
+        let leaf = self.string()?;
+        self.skip_ws();
+        match self.peek()? {
+            b':' => self.pos += 1,
+            other => return Err(self.err(JsonErrorKind::UnexpectedByte(other))),
+        }
+        // Quotes are ASCII, so the span is on char boundaries.
+        Ok(self.src.get(leaf.start..leaf.end).unwrap_or_default())
+    }
+
+    /// Scans a string starting at its opening quote.
+    fn string(&mut self) -> Result<StringLeaf, JsonError> {
+        self.pos += 1;
+        let start = self.pos;
+        let mut escaped = false;
+        loop {
+            let b = self.peek()?;
+            match b {
+                b'"' => {
+                    let end = self.pos;
+                    self.pos += 1;
+                    return Ok(StringLeaf { start, end, escaped });
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.pos += 1;
+                    match self.peek()? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.pos += 1,
+                        b'u' => {
+                            self.pos += 1;
+                            for _ in 0..4 {
+                                if !self.peek()?.is_ascii_hexdigit() {
+                                    return Err(self.err(JsonErrorKind::InvalidEscape));
+                                }
+                                self.pos += 1;
+                            }
+                        }
+                        _ => return Err(self.err(JsonErrorKind::InvalidEscape)),
+                    }
+                }
+                0x00..=0x1f => return Err(self.err(JsonErrorKind::ControlCharacterInString)),
+                _ => self.pos += 1,
+            }
+        }
+    }
+
+    fn literal(&mut self, word: &str) -> Result<(), JsonError> {
+        let end = self.pos + word.len();
+        match self.bytes.get(self.pos..end) {
+            Some(got) if got == word.as_bytes() => {
+                self.pos = end;
+                Ok(())
+            }
+            Some(_) => Err(self.err(JsonErrorKind::UnexpectedByte(self.peek()?))),
+            None => Err(self.err_at(self.bytes.len(), JsonErrorKind::UnexpectedEnd)),
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while let Some(b'0'..=b'9') = self.bytes.get(self.pos) {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    fn number(&mut self) -> Result<(), JsonError> {
+        if self.bytes.get(self.pos) == Some(&b'-') {
+            self.pos += 1;
+        }
+        match self.bytes.get(self.pos) {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(self.err(JsonErrorKind::InvalidNumber)),
+        }
+        if self.bytes.get(self.pos) == Some(&b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return Err(self.err(JsonErrorKind::InvalidNumber));
+            }
+        }
+        if let Some(b'e' | b'E') = self.bytes.get(self.pos) {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.bytes.get(self.pos) {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.err(JsonErrorKind::InvalidNumber));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn hex4(raw: &[u8]) -> Option<u32> {
+    let mut v = 0u32;
+    for &b in raw.get(..4)? {
+        v = v * 16 + (b as char).to_digit(16)?;
+    }
+    Some(v)
+}
+
+/// Decodes the content of a JSON string (already validated by [`walk`]).
+///
+/// With `map`, also records for every byte of the decoded text the offset in
+/// `raw` where the escape or character that produced it starts, plus one
+/// final entry for the end — so a span found in the decoded text maps back to
+/// a span of the raw bytes that covers whole escape sequences. Lone
+/// surrogates decode to U+FFFD.
+pub fn unescape(raw: &str, mut map: Option<&mut Vec<u32>>) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let from = i;
+        let Some(rest) = raw.get(i..) else { break };
+        if bytes.get(i) != Some(&b'\\') {
+            // Copy the run up to the next escape in one go.
+            let run = rest.find('\\').unwrap_or(rest.len());
+            let chunk = rest.get(..run).unwrap_or_default();
+            if let Some(m) = map.as_deref_mut() {
+                m.extend((0..chunk.len()).map(|k| (from + k) as u32));
+            }
+            out.push_str(chunk);
+            i += run;
+            continue;
+        }
+        let esc = bytes.get(i + 1).copied().unwrap_or(b'\\');
+        i += 2;
+        let ch = match esc {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hi = bytes.get(i..).and_then(hex4).unwrap_or(0xfffd);
+                i += 4;
+                if (0xd800..0xdc00).contains(&hi) && bytes.get(i) == Some(&b'\\') && bytes.get(i + 1) == Some(&b'u') {
+                    match bytes.get(i + 2..).and_then(hex4) {
+                        Some(lo) if (0xdc00..0xe000).contains(&lo) => {
+                            i += 6;
+                            char::from_u32(0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00)).unwrap_or('\u{fffd}')
+                        }
+                        _ => '\u{fffd}',
+                    }
+                } else {
+                    char::from_u32(hi).unwrap_or('\u{fffd}')
+                }
+            }
+            _ => '\u{fffd}',
+        };
+        out.push(ch);
+        // Every byte of the decoded character maps to its escape's start.
+        if let Some(m) = map.as_deref_mut() {
+            m.resize(out.len(), from as u32);
+        }
+    }
+    if let Some(m) = map {
+        m.push(raw.len() as u32);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect(Vec<(String, String)>);
+
+    impl<'a> Visitor<'a> for Collect {
+        fn string(&mut self, path: &[PathSeg<'a>], _leaf: StringLeaf) {
+            self.0.push((path_to_string(path), String::new()));
+        }
+    }
+
+    fn leaves(src: &str) -> Result<Vec<String>, JsonError> {
+        let mut c = Collect::default();
+        walk(src, 64, &mut c)?;
+        Ok(c.0.into_iter().map(|(p, _)| p).collect())
+    }
+
+    #[test]
+    fn reports_every_string_value_with_its_path() {
+        let got = leaves(r#"{"a":"x","b":[1,"y",{"c":"z"}],"d":{"e":null,"f":"w"},"g":"v"}"#).unwrap();
+        assert_eq!(got, ["a", "b[1]", "b[2].c", "d.f", "g"]);
+    }
+
+    #[test]
+    fn spans_point_at_string_content() {
+        struct Spans<'s>(&'s str, Vec<&'s str>);
+        impl<'a, 's> Visitor<'a> for Spans<'s> {
+            fn string(&mut self, _path: &[PathSeg<'a>], leaf: StringLeaf) {
+                self.1.push(&self.0[leaf.start..leaf.end]);
+            }
+        }
+        let src = r#" { "k" : "va\"l" , "n": ["", "é"] } "#;
+        let mut s = Spans(src, Vec::new());
+        walk(src, 8, &mut s).unwrap();
+        assert_eq!(s.1, [r#"va\"l"#, "", "é"]);
+    }
+
+    #[test]
+    fn accepts_scalars_and_empty_containers() {
+        for ok in ["0", "-0.5e+3", "true", "null", "\"s\"", "[]", "{}", "[[],{}]", " 12 "] {
+            assert!(leaves(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_documents_with_offsets() {
+        let cases: &[(&str, JsonErrorKind, usize)] = &[
+            ("", JsonErrorKind::UnexpectedEnd, 0),
+            ("{", JsonErrorKind::UnexpectedEnd, 1),
+            ("{\"a\" 1}", JsonErrorKind::UnexpectedByte(b'1'), 5),
+            ("[1,]", JsonErrorKind::UnexpectedByte(b']'), 3),
+            ("{\"a\":1,}", JsonErrorKind::UnexpectedByte(b'}'), 7),
+            ("[1] x", JsonErrorKind::TrailingData, 4),
+            ("\"a\\x\"", JsonErrorKind::InvalidEscape, 3),
+            ("\"a\nb\"", JsonErrorKind::ControlCharacterInString, 2),
+            ("01", JsonErrorKind::TrailingData, 1),
+            ("-", JsonErrorKind::InvalidNumber, 1),
+            ("1.", JsonErrorKind::InvalidNumber, 2),
+            ("tru", JsonErrorKind::UnexpectedEnd, 3),
+            ("trux", JsonErrorKind::UnexpectedByte(b't'), 0),
+            ("[1 2]", JsonErrorKind::UnexpectedByte(b'2'), 3),
+            ("{1:2}", JsonErrorKind::UnexpectedByte(b'1'), 1),
+        ];
+        for (src, kind, offset) in cases {
+            let err = leaves(src).unwrap_err();
+            assert_eq!((err.kind, err.offset), (*kind, *offset), "{src:?}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = "[".repeat(1_000_000);
+        let err = leaves(&deep).unwrap_err();
+        assert_eq!(err.kind, JsonErrorKind::TooDeep { limit: 64 });
+        let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
+        assert!(leaves(&ok).is_ok());
+        let too_deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
+        assert!(leaves(&too_deep).is_err());
+    }
+
+    #[test]
+    fn duplicate_keys_are_all_visited() {
+        assert_eq!(leaves(r#"{"a":"1","a":"2"}"#).unwrap(), ["a", "a"]);
+    }
+
+    #[test]
+    fn escaped_keys_compare_by_value() {
+        assert!(PathSeg::Key("con\\u0074ent").is_key("content"));
+        assert!(!PathSeg::Key("contents").is_key("content"));
+    }
+
+    #[test]
+    fn unescape_decodes_and_maps_offsets() {
+        let raw = r#"a\nb\u00e9\ud83d\ude00c\"\ud800"#;
+        let mut map = Vec::new();
+        let text = unescape(raw, Some(&mut map));
+        assert_eq!(text, "a\nbé😀c\"\u{fffd}");
+        assert_eq!(map.len(), text.len() + 1);
+        // 'c' in the text maps to 'c' in the raw string.
+        let c_text = text.find('c').unwrap();
+        assert_eq!(&raw[map[c_text] as usize..map[c_text] as usize + 1], "c");
+        // The emoji's 4 bytes all map to the start of its surrogate pair.
+        let e = text.find('😀').unwrap();
+        assert!(map[e..e + 4].iter().all(|&m| &raw[m as usize..m as usize + 6] == r"\ud83d"));
+        assert_eq!(*map.last().unwrap() as usize, raw.len());
+    }
+
+    #[test]
+    fn unescape_without_escapes_is_identity() {
+        let mut map = Vec::new();
+        assert_eq!(unescape("plain é", Some(&mut map)), "plain é");
+        assert_eq!(map, (0..=8).collect::<Vec<u32>>());
+    }
+}

@@ -1,0 +1,520 @@
+//! The request pipeline: limits → codec → detectors → splice → [`Decision`].
+//!
+//! Replacements are spliced into the original bytes, so the client's key
+//! order, whitespace and escapes survive, and an unchanged body is passed on
+//! as is (the glue then never calls `set_body`).
+
+use crate::codec::{Codec, Role, Scope};
+use crate::detect::{EntityClass, Finding};
+use crate::json::{self, PathSeg, StringLeaf, Visitor};
+use crate::policy::{ClassAction, Engine, Mode};
+use crate::problem::{Problem, ProblemKind};
+
+/// What the glue knows about a request from its headers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestMeta<'a> {
+    pub request_id: &'a str,
+    pub path: &'a str,
+    pub content_type: Option<&'a str>,
+    pub content_encoding: Option<&'a str>,
+}
+
+/// What to do with the request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Forward the body unchanged.
+    Allow,
+    /// Forward this body instead.
+    Rewrite(Vec<u8>),
+    /// Answer with this problem; nothing goes upstream.
+    Block(Problem),
+}
+
+/// One finding as reported to the CLI, logs and audit (never the value).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingReport {
+    pub class: EntityClass,
+    pub rule: &'static str,
+    /// JSON path of the text part, `$` for a non-JSON body.
+    pub location: String,
+    pub role: Role,
+    /// Byte offsets into the original body.
+    pub start: usize,
+    pub end: usize,
+    pub confidence: f32,
+    pub action: ClassAction,
+    /// False in monitor mode: the action is what *would* have happened.
+    pub enforced: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub codec: Codec,
+    pub findings: Vec<FindingReport>,
+}
+
+impl Decision {
+    /// How many findings of each class, for audit events and metrics.
+    pub fn counts_by_class(&self) -> Vec<(EntityClass, usize)> {
+        let mut counts: Vec<(EntityClass, usize)> = Vec::new();
+        for f in &self.findings {
+            match counts.iter_mut().find(|(c, _)| *c == f.class) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((f.class, 1)),
+            }
+        }
+        counts.sort();
+        counts
+    }
+}
+
+/// A byte range of the original body and what replaces it.
+struct Edit {
+    start: usize,
+    end: usize,
+    replacement: String,
+}
+
+impl Engine {
+    /// The body-size limit, checked as the body arrives so an oversized
+    /// body is refused before it is all buffered.
+    pub fn check_body_size(&self, meta: &RequestMeta<'_>, size: usize) -> Result<(), Problem> {
+        if size <= self.limits.max_body_bytes {
+            return Ok(());
+        }
+        let detail = format!("the body is at least {size} bytes; the limit is {} bytes", self.limits.max_body_bytes);
+        let instance = meta.path.split('?').next().unwrap_or_default();
+        Err(Problem::new(ProblemKind::BodyTooLarge, detail, instance, meta.request_id))
+    }
+
+    /// Decides what happens to a complete request body.
+    pub fn evaluate_request(&self, meta: &RequestMeta<'_>, body: &[u8]) -> Decision {
+        let codec = Codec::for_request(meta.path, meta.content_type);
+        let instance = meta.path.split('?').next().unwrap_or_default();
+        let block = |kind: ProblemKind, detail: String, findings: Vec<FindingReport>| Decision {
+            verdict: Verdict::Block(Problem::new(kind, detail, instance, meta.request_id)),
+            codec,
+            findings,
+        };
+
+        if let Err(problem) = self.check_body_size(meta, body.len()) {
+            return Decision { verdict: Verdict::Block(problem), codec, findings: Vec::new() };
+        }
+        if let Some(encoding) = meta.content_encoding.map(str::trim).filter(|e| !e.eq_ignore_ascii_case("identity")) {
+            let detail = format!(
+                "content-encoding '{}' cannot be inspected; send the body uncompressed",
+                encoding.chars().take(32).collect::<String>()
+            );
+            return block(ProblemKind::UnsupportedEncoding, detail, Vec::new());
+        }
+        if body.is_empty() {
+            return Decision { verdict: Verdict::Allow, codec, findings: Vec::new() };
+        }
+        let text = match std::str::from_utf8(body) {
+            Ok(text) => text,
+            Err(e) => {
+                let detail = format!("invalid UTF-8 sequence at byte {}", e.valid_up_to());
+                return block(ProblemKind::InvalidUtf8, detail, Vec::new());
+            }
+        };
+
+        let mut scan = Scan::new(self, codec, text);
+        if codec.requires_json() {
+            if let Err(e) = json::walk(text, self.limits.max_json_depth, &mut scan) {
+                return block(ProblemKind::MalformedJson, e.to_string(), Vec::new());
+            }
+        } else {
+            scan.part(Scope::Other, None, StringLeaf { start: 0, end: text.len(), escaped: false });
+        }
+        let Scan { findings, edits, roles, internal_error, .. } = scan;
+        let findings = resolve_roles(findings, &roles);
+
+        if let Some(detail) = internal_error {
+            return block(ProblemKind::Internal, detail, findings);
+        }
+        let enforce = self.mode == Mode::Enforce;
+        let blocked: Vec<_> = findings.iter().filter(|f| f.action == ClassAction::Block).map(|f| f.class).collect();
+        if enforce && !blocked.is_empty() {
+            let mut classes: Vec<_> = blocked.iter().map(|c| c.name()).collect();
+            classes.dedup();
+            let detail = format!("the request contains data of class {} which policy blocks", classes.join(", "));
+            return block(ProblemKind::BlockedContent, detail, findings);
+        }
+        let verdict = if !enforce || edits.is_empty() {
+            Verdict::Allow
+        } else {
+            match splice(body, &edits) {
+                Some(rewritten) => Verdict::Rewrite(rewritten),
+                None => return block(ProblemKind::Internal, "replacement spans out of order".into(), findings),
+            }
+        };
+        Decision { verdict, codec, findings }
+    }
+}
+
+/// Per-request scanning state, fed by the JSON walk.
+struct Scan<'e, 't> {
+    engine: &'e Engine,
+    codec: Codec,
+    text: &'t str,
+    findings: Vec<(Scope, FindingReport)>,
+    edits: Vec<Edit>,
+    roles: Vec<(usize, Role)>,
+    internal_error: Option<String>,
+    // Reused buffers: one allocation per request, not per string.
+    found: Vec<Finding>,
+    offset_map: Vec<u32>,
+}
+
+impl<'e, 't> Scan<'e, 't> {
+    fn new(engine: &'e Engine, codec: Codec, text: &'t str) -> Self {
+        Scan {
+            engine,
+            codec,
+            text,
+            findings: Vec::new(),
+            edits: Vec::new(),
+            roles: Vec::new(),
+            internal_error: None,
+            found: Vec::new(),
+            offset_map: Vec::new(),
+        }
+    }
+
+    fn part(&mut self, scope: Scope, path: Option<&[PathSeg<'_>]>, leaf: StringLeaf) {
+        let Some(raw) = self.text.get(leaf.start..leaf.end) else {
+            self.internal_error = Some("string span outside the body".into());
+            return;
+        };
+        self.found.clear();
+        self.offset_map.clear();
+        let decoded;
+        let scanned: &str = if leaf.escaped {
+            decoded = json::unescape(raw, Some(&mut self.offset_map));
+            &decoded
+        } else {
+            raw
+        };
+        self.engine.detectors.scan(scanned, &mut self.found);
+        let enforce = self.engine.mode == Mode::Enforce;
+        for f in &self.found {
+            let Some(rule) = self.engine.rule(f.class) else {
+                continue;
+            };
+            if f.confidence < rule.min_confidence {
+                continue;
+            }
+            let (start, end) = if leaf.escaped {
+                match (self.offset_map.get(f.start), self.offset_map.get(f.end)) {
+                    (Some(&s), Some(&e)) => (leaf.start + s as usize, leaf.start + e as usize),
+                    _ => {
+                        self.internal_error = Some("finding outside its text part".into());
+                        return;
+                    }
+                }
+            } else {
+                (leaf.start + f.start, leaf.start + f.end)
+            };
+            if rule.action == ClassAction::Redact && enforce {
+                let (Some(key), Some(value)) = (&self.engine.placeholder_key, scanned.get(f.start..f.end)) else {
+                    self.internal_error = Some("redaction requested without a placeholder key".into());
+                    return;
+                };
+                self.edits.push(Edit { start, end, replacement: key.placeholder(f.class, value) });
+            }
+            let location = path.map(json::path_to_string).unwrap_or_else(|| "$".into());
+            let report = FindingReport {
+                class: f.class,
+                rule: f.rule,
+                location,
+                role: Role::Other,
+                start,
+                end,
+                confidence: f.confidence,
+                action: rule.action,
+                enforced: enforce,
+            };
+            self.findings.push((scope, report));
+        }
+    }
+}
+
+impl<'a> Visitor<'a> for Scan<'_, '_> {
+    fn string(&mut self, path: &[PathSeg<'a>], leaf: StringLeaf) {
+        if self.internal_error.is_some() {
+            return;
+        }
+        if let Some(index) = self.codec.message_role_index(path) {
+            let raw = self.text.get(leaf.start..leaf.end).unwrap_or_default();
+            let role = if leaf.escaped {
+                Role::from_message_role(&json::unescape(raw, None))
+            } else {
+                Role::from_message_role(raw)
+            };
+            self.roles.push((index, role));
+            return;
+        }
+        if let Some(scope) = self.codec.classify(path) {
+            self.part(scope, Some(path), leaf);
+        }
+    }
+}
+
+fn resolve_roles(findings: Vec<(Scope, FindingReport)>, roles: &[(usize, Role)]) -> Vec<FindingReport> {
+    findings
+        .into_iter()
+        .map(|(scope, mut report)| {
+            report.role = match scope {
+                Scope::Message(i) => roles.iter().rev().find(|(m, _)| *m == i).map_or(Role::Other, |(_, r)| *r),
+                Scope::ToolDeclaration => Role::ToolDeclaration,
+                Scope::Other => Role::Other,
+            };
+            report
+        })
+        .collect()
+}
+
+/// Applies non-overlapping, ordered edits; `None` if they are not.
+fn splice(body: &[u8], edits: &[Edit]) -> Option<Vec<u8>> {
+    let extra: usize = edits.iter().map(|e| e.replacement.len()).sum();
+    let mut out = Vec::with_capacity(body.len() + extra);
+    let mut pos = 0;
+    for edit in edits {
+        out.extend_from_slice(body.get(pos..edit.start)?);
+        out.extend_from_slice(edit.replacement.as_bytes());
+        pos = edit.end;
+    }
+    out.extend_from_slice(body.get(pos..)?);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Secrets;
+    use serde_json::Value;
+
+    const KEY: &str = "unit-test-placeholder-key-0123456789";
+
+    fn engine_with(classes: &str, mode: &str) -> Engine {
+        let policy = format!(
+            r#"{{"meshward_policy":1,"name":"t","version":"1","mode":"{mode}","detection":{{"classes":{classes}}},"limits":{{"max_body_bytes":4096,"max_json_depth":16}}}}"#
+        );
+        Engine::from_json(policy.as_bytes(), &Secrets { placeholder_key: Some(KEY.into()) }).unwrap()
+    }
+
+    fn engine() -> Engine {
+        engine_with(r#"{"EMAIL":{"action":"redact"},"CREDIT_CARD":{"action":"redact"}}"#, "enforce")
+    }
+
+    fn chat(path: &str) -> RequestMeta<'_> {
+        RequestMeta { request_id: "req-42", path, content_type: Some("application/json"), content_encoding: None }
+    }
+
+    fn rewritten(d: &Decision) -> String {
+        match &d.verdict {
+            Verdict::Rewrite(body) => String::from_utf8(body.clone()).unwrap(),
+            other => panic!("expected a rewrite, got {other:?}"),
+        }
+    }
+
+    fn problem(d: &Decision) -> &Problem {
+        match &d.verdict {
+            Verdict::Block(p) => p,
+            other => panic!("expected a block, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn redacts_every_text_part_of_a_chat_request_and_keeps_formatting() {
+        let body = r#"{"model":"gpt-4o",
+  "messages":[
+    {"role":"system","content":"Support desk. Escalate to ops@corp.example."},
+    {"content":[{"type":"text","text":"I am jane@example.com, card 4111 1111 1111 1111"}],"role":"user"},
+    {"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"lookup","arguments":"{\"email\":\"jane@example.com\"}"}}]},
+    {"role":"tool","tool_call_id":"c1","content":"found 5555-5555-5555-4444"}
+  ],
+  "user":"jane@example.com"}"#;
+        let d = engine().evaluate_request(&chat("/v1/chat/completions"), body.as_bytes());
+        let out = rewritten(&d);
+        for raw in ["ops@corp.example", "jane@example.com", "4111 1111 1111 1111", "5555-5555-5555-4444"] {
+            assert!(!out.contains(raw), "{raw} survived: {out}");
+        }
+        let v: Value = serde_json::from_str(&out).expect("still JSON");
+        assert_eq!(v["model"], "gpt-4o");
+        // Same value, same placeholder, across parts and even inside tool arguments.
+        let user_text = v["messages"][1]["content"][0]["text"].as_str().unwrap();
+        let email_ph = &user_text[5..user_text.find(',').unwrap()];
+        assert!(email_ph.starts_with("[EMAIL_") && email_ph.len() == "[EMAIL_123456]".len(), "{email_ph}");
+        assert_eq!(v["user"], email_ph);
+        assert!(v["messages"][2]["tool_calls"][0]["function"]["arguments"].as_str().unwrap().contains(email_ph));
+        // Untouched bytes keep the client's layout.
+        assert!(out.starts_with("{\"model\":\"gpt-4o\",\n  \"messages\":[\n"));
+        let roles: Vec<_> = d.findings.iter().map(|f| (f.class, f.role)).collect();
+        assert_eq!(
+            roles,
+            [
+                (EntityClass::Email, Role::System),
+                (EntityClass::Email, Role::User),
+                (EntityClass::CreditCard, Role::User),
+                (EntityClass::Email, Role::Assistant),
+                (EntityClass::CreditCard, Role::Tool),
+                (EntityClass::Email, Role::Other),
+            ]
+        );
+        for f in &d.findings {
+            let original = &body[f.start..f.end];
+            assert!(original.contains('@') || original.chars().filter(char::is_ascii_digit).count() == 16);
+        }
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded_scanned_and_spliced_exactly() {
+        // "jane@example.com" with the '@' and an 'e' written as escapes.
+        let body = r#"{"messages":[{"role":"user","content":"line1\nmail: jan\u0065\u0040example.com\tend"}]}"#;
+        let d = engine().evaluate_request(&chat("/v1/chat/completions"), body.as_bytes());
+        let out = rewritten(&d);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let content = v["messages"][0]["content"].as_str().unwrap();
+        assert!(content.starts_with("line1\nmail: [EMAIL_") && content.ends_with("]\tend"), "{content}");
+        assert_eq!(&body[d.findings[0].start..d.findings[0].end], r"jan\u0065\u0040example.com");
+    }
+
+    #[test]
+    fn clean_bodies_are_allowed_without_a_rewrite() {
+        let body = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"order 41111 shipped, v1.2.3"}]}"#;
+        let d = engine().evaluate_request(&chat("/v1/chat/completions"), body);
+        assert_eq!(d.verdict, Verdict::Allow);
+        assert!(d.findings.is_empty());
+    }
+
+    #[test]
+    fn malformed_json_is_a_400_problem_with_the_request_id() {
+        let d = engine().evaluate_request(&chat("/v1/chat/completions"), br#"{"messages":[{"role":"user","#);
+        let p = problem(&d);
+        assert_eq!((p.kind, p.status()), (ProblemKind::MalformedJson, 400));
+        assert_eq!(p.request_id, "req-42");
+        assert!(p.detail.contains("byte"), "{}", p.detail);
+    }
+
+    #[test]
+    fn chat_paths_require_json_whatever_the_content_type() {
+        let meta = RequestMeta { content_type: Some("text/plain"), ..chat("/v1/chat/completions") };
+        assert_eq!(problem(&engine().evaluate_request(&meta, b"hello a@b.co")).kind, ProblemKind::MalformedJson);
+    }
+
+    #[test]
+    fn unknown_json_paths_are_walked_generically() {
+        let body = br#"{"a":{"b":["x","reach me: a@b.co"]},"n":4111111111111111}"#;
+        let d = engine().evaluate_request(&chat("/v1/embeddings"), body);
+        assert_eq!(d.codec, Codec::GenericJson);
+        let out = rewritten(&d);
+        assert!(!out.contains("a@b.co"));
+        assert_eq!(d.findings[0].location, "a.b[1]");
+        // Numbers are not text parts (documented limitation).
+        assert!(out.contains("4111111111111111"));
+    }
+
+    #[test]
+    fn plain_text_bodies_are_scanned_whole() {
+        let meta = RequestMeta { content_type: Some("text/plain"), ..chat("/upload") };
+        let out = rewritten(&engine().evaluate_request(&meta, b"to a@b.co: 4111-1111-1111-1111"));
+        assert!(out.starts_with("to [EMAIL_") && out.contains(": [CREDIT_CARD_"), "{out}");
+    }
+
+    #[test]
+    fn limits_encoding_and_utf8_fail_closed() {
+        let e = engine();
+        let big = vec![b' '; 4097];
+        assert_eq!(problem(&e.evaluate_request(&chat("/v1/chat/completions"), &big)).status(), 413);
+        let gz = RequestMeta { content_encoding: Some("gzip"), ..chat("/v1/chat/completions") };
+        assert_eq!(problem(&e.evaluate_request(&gz, b"{}")).status(), 415);
+        let identity = RequestMeta { content_encoding: Some("identity"), ..chat("/v1/chat/completions") };
+        assert_eq!(e.evaluate_request(&identity, b"{}").verdict, Verdict::Allow);
+        let p = e.evaluate_request(&chat("/v1/chat/completions"), b"{\"a\":\"\xff\"}");
+        assert_eq!(problem(&p).kind, ProblemKind::InvalidUtf8);
+        let deep = format!("{}{}", "[".repeat(17), "]".repeat(17));
+        assert_eq!(problem(&e.evaluate_request(&chat("/v1/x"), deep.as_bytes())).kind, ProblemKind::MalformedJson);
+    }
+
+    #[test]
+    fn block_and_flag_actions() {
+        let e = engine_with(r#"{"EMAIL":{"action":"flag"},"CREDIT_CARD":{"action":"block"}}"#, "enforce");
+        let flagged = e.evaluate_request(&chat("/v1/chat/completions"), br#"{"messages":[{"content":"a@b.co"}]}"#);
+        assert_eq!(flagged.verdict, Verdict::Allow);
+        assert_eq!(flagged.findings[0].action, ClassAction::Flag);
+        let body = br#"{"messages":[{"content":"4111111111111111"}]}"#;
+        let d = e.evaluate_request(&chat("/v1/chat/completions"), body);
+        let p = problem(&d);
+        assert_eq!(p.status(), 403);
+        assert!(p.detail.contains("CREDIT_CARD") && !p.detail.contains("4111"));
+    }
+
+    #[test]
+    fn monitor_mode_reports_but_changes_nothing() {
+        let e = engine_with(r#"{"EMAIL":{"action":"redact"},"CREDIT_CARD":{"action":"block"}}"#, "monitor");
+        let body = br#"{"messages":[{"content":"a@b.co 4111111111111111"}]}"#;
+        let d = e.evaluate_request(&chat("/v1/chat/completions"), body);
+        assert_eq!(d.verdict, Verdict::Allow);
+        assert_eq!(d.findings.len(), 2);
+        assert!(d.findings.iter().all(|f| !f.enforced));
+    }
+
+    #[test]
+    fn min_confidence_drops_weak_findings() {
+        let e = engine_with(r#"{"CREDIT_CARD":{"action":"redact","min_confidence":0.95}}"#, "enforce");
+        let body = br#"{"messages":[{"content":"ref 4111111111111111, visa 5555555555554444"}]}"#;
+        let d = e.evaluate_request(&chat("/v1/chat/completions"), body);
+        assert_eq!(d.findings.len(), 1);
+        assert!(rewritten(&d).contains("ref 4111111111111111"));
+    }
+
+    #[test]
+    fn counts_by_class() {
+        let body = br#"{"messages":[{"content":"a@b.co c@d.co 4111111111111111"}]}"#;
+        let d = engine().evaluate_request(&chat("/v1/chat/completions"), body);
+        assert_eq!(d.counts_by_class(), [(EntityClass::Email, 2), (EntityClass::CreditCard, 1)]);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn fragment() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z ]{0,12}",
+                "[a-z]{1,8}@[a-z]{1,8}\\.(com|org|io)",
+                Just("4111 1111 1111 1111".to_string()),
+                Just("5555-5555-5555-4444".to_string()),
+                Just("\\n\\\"\\u00e9".to_string()),
+                "[0-9 -]{0,20}",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn redacted_bodies_hold_no_detected_value_and_stay_valid_json(
+                parts in proptest::collection::vec(proptest::collection::vec(fragment(), 0..6), 1..5)
+            ) {
+                let messages: Vec<String> = parts
+                    .iter()
+                    .map(|p| format!(r#"{{"role":"user","content":"{}"}}"#, p.concat()))
+                    .collect();
+                let body = format!(r#"{{"model":"m","messages":[{}]}}"#, messages.join(","));
+                let e = engine();
+                let d = e.evaluate_request(&chat("/v1/chat/completions"), body.as_bytes());
+                let out = match &d.verdict {
+                    Verdict::Allow => body.clone(),
+                    Verdict::Rewrite(b) => String::from_utf8(b.clone()).unwrap(),
+                    Verdict::Block(p) => panic!("unexpected block {p:?}"),
+                };
+                let v: Value = serde_json::from_str(&out).unwrap();
+                // Re-scanning the output finds nothing: every value was replaced.
+                let again = e.evaluate_request(&chat("/v1/chat/completions"), out.as_bytes());
+                prop_assert!(again.findings.is_empty(), "{:?} in {}", again.findings, out);
+                prop_assert_eq!(v["messages"].as_array().unwrap().len(), parts.len());
+            }
+        }
+    }
+}

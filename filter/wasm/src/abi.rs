@@ -1,0 +1,199 @@
+//! Non-panicking wrappers over the proxy-wasm ABI 0.2.1 host functions.
+//!
+//! The SDK's `hostcalls` module panics on any status it does not expect and
+//! on non-UTF-8 header values; a panic kills the VM for every later request.
+//! These wrappers return every status to the caller instead. Buffers the host
+//! returns were allocated by the SDK's exported `proxy_on_memory_allocate`
+//! (a `Vec<u8>` with capacity == size), so we take them back the same way.
+
+use std::ptr::{null, null_mut};
+
+/// A status the host returned instead of `Ok`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostStatus(pub u32);
+
+const OK: u32 = 0;
+const NOT_FOUND: u32 = 1;
+
+pub type HostResult<T> = Result<T, HostStatus>;
+
+#[derive(Clone, Copy)]
+#[repr(u32)]
+pub enum Buffer {
+    HttpRequestBody = 0,
+    PluginConfiguration = 7,
+}
+
+#[derive(Clone, Copy)]
+#[repr(u32)]
+pub enum HeaderMap {
+    HttpRequestHeaders = 0,
+}
+
+#[derive(Clone, Copy)]
+#[repr(u32)]
+pub enum Level {
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_buffer_bytes(buffer_type: u32, start: usize, size: usize, data: *const u8, data_size: usize) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+}
+
+/// Takes ownership of a host-returned buffer.
+///
+/// # Safety
+/// `data` must be null or a buffer of `size` bytes allocated by this
+/// module's allocator (`proxy_on_memory_allocate`).
+unsafe fn take(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        Vec::new()
+    } else {
+        Vec::from_raw_parts(data, size, size)
+    }
+}
+
+fn status(code: u32) -> HostResult<()> {
+    if code == OK {
+        Ok(())
+    } else {
+        Err(HostStatus(code))
+    }
+}
+
+pub fn log(level: Level, message: &str) {
+    // Nothing sensible to do if logging itself fails.
+    let _ = unsafe { proxy_log(level as u32, message.as_ptr(), message.len()) };
+}
+
+/// `Ok(None)` when the buffer does not exist (e.g. no body yet).
+pub fn get_buffer(buffer: Buffer, start: usize, max_size: usize) -> HostResult<Option<Vec<u8>>> {
+    let mut data = null_mut();
+    let mut size = 0;
+    let code = unsafe { proxy_get_buffer_bytes(buffer as u32, start, max_size, &mut data, &mut size) };
+    match code {
+        OK => Ok(Some(unsafe { take(data, size) })),
+        NOT_FOUND => Ok(None),
+        other => Err(HostStatus(other)),
+    }
+}
+
+/// Replaces `[start, start + size)` of the buffer with `value`.
+pub fn set_buffer(buffer: Buffer, start: usize, size: usize, value: &[u8]) -> HostResult<()> {
+    status(unsafe { proxy_set_buffer_bytes(buffer as u32, start, size, value.as_ptr(), value.len()) })
+}
+
+/// A header's value; non-UTF-8 bytes are replaced, never a panic.
+pub fn header(map: HeaderMap, name: &str) -> HostResult<Option<String>> {
+    let mut data = null_mut();
+    let mut size = 0;
+    let code = unsafe { proxy_get_header_map_value(map as u32, name.as_ptr(), name.len(), &mut data, &mut size) };
+    match code {
+        OK => Ok(Some(String::from_utf8_lossy(&unsafe { take(data, size) }).into_owned())),
+        NOT_FOUND => Ok(None),
+        other => Err(HostStatus(other)),
+    }
+}
+
+pub fn replace_header(map: HeaderMap, name: &str, value: &str) -> HostResult<()> {
+    status(unsafe {
+        proxy_replace_header_map_value(map as u32, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+    })
+}
+
+pub fn remove_header(map: HeaderMap, name: &str) -> HostResult<()> {
+    status(unsafe { proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len()) })
+}
+
+/// A property such as `["request", "id"]`; `Ok(None)` when absent.
+pub fn property(path: &[&str]) -> HostResult<Option<Vec<u8>>> {
+    // Path segments are NUL-separated on the wire.
+    let encoded = path.join("\0");
+    let mut data = null_mut();
+    let mut size = 0;
+    let code = unsafe { proxy_get_property(encoded.as_ptr(), encoded.len(), &mut data, &mut size) };
+    match code {
+        OK => Ok(Some(unsafe { take(data, size) })),
+        NOT_FOUND => Ok(None),
+        other => Err(HostStatus(other)),
+    }
+}
+
+/// Answers the request locally; nothing goes upstream.
+pub fn send_local_response(status_code: u32, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
+    let encoded = encode_header_map(headers);
+    status(unsafe {
+        proxy_send_local_response(
+            status_code,
+            null(),
+            0,
+            body.as_ptr(),
+            body.len(),
+            encoded.as_ptr(),
+            encoded.len(),
+            -1,
+        )
+    })
+}
+
+/// The ABI's map encoding: count, then (key length, value length) pairs,
+/// then each key and value followed by a NUL byte. Lengths are u32 LE.
+fn encode_header_map(headers: &[(&str, &str)]) -> Vec<u8> {
+    let data: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    let mut out = Vec::with_capacity(4 + headers.len() * 8 + data);
+    out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+    for (k, v) in headers {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in headers {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
+}

@@ -23,6 +23,7 @@
 // requests, so nothing outside tests may unwrap, expect, panic or index.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+pub mod audit;
 pub mod codec;
 pub mod detect;
 mod error;

@@ -7,6 +7,7 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+use crate::audit::{AuditConfig, AuditDoc};
 use crate::detect::{DetectorSet, EntityClass, Finding};
 use crate::placeholder::{MasterKey, PlaceholderKey, KEY_VARIABLE};
 use crate::EngineError;
@@ -28,6 +29,8 @@ struct PolicyDoc {
     detection: DetectionDoc,
     #[serde(default)]
     limits: LimitsDoc,
+    #[serde(default)]
+    audit: AuditDoc,
 }
 
 /// `monitor` evaluates and reports everything but changes and blocks nothing.
@@ -122,6 +125,7 @@ pub struct Engine {
     pub version: String,
     pub mode: Mode,
     pub limits: Limits,
+    pub audit: AuditConfig,
     pub(crate) detectors: DetectorSet,
     rules: BTreeMap<EntityClass, ClassRule>,
     pub(crate) placeholder_key: Option<PlaceholderKey>,
@@ -186,11 +190,13 @@ impl Engine {
             (None, false) => None,
         };
 
+        let audit = AuditConfig::compile(doc.audit)?;
         Ok(Engine {
             name: doc.name,
             version: doc.version,
             mode: doc.mode,
             limits,
+            audit,
             detectors: DetectorSet::new(rules.keys().copied()),
             rules,
             placeholder_key,

@@ -3,7 +3,7 @@
 //! headers and bodies from the host, hands them over, and applies the
 //! verdict. All host calls go through `abi`, which never panics.
 //!
-//! Request flow: headers (hold them, drop `content-length`, force
+//! Request flow: headers (drop `content-length`, force
 //! `accept-encoding: identity`) → buffer the body to end of stream (or to
 //! the trailers) → `Engine::evaluate_request` → forward, rewrite, or answer
 //! with an RFC 7807 problem. Anything unexpected from the host is a 500
@@ -136,8 +136,12 @@ impl HttpContext for Stream {
         if let Err(status) = prepared {
             return self.fail_internal(&format!("cannot edit request headers: {status:?}"));
         }
-        // Hold the headers too: nothing reaches the provider before the verdict.
-        Action::Pause
+        // Headers must continue: proxy-wasm turns a paused headers callback
+        // into StopAllIterationAndWatermark, and then no body callback ever
+        // comes (proxy-wasm-cpp-host#143). The body itself is held below, so
+        // the provider gets headers but no byte of body before the verdict;
+        // a denial resets that upstream stream.
+        Action::Continue
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

@@ -39,15 +39,19 @@ build: wasm native
 
 lint: toolchain
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --target $(WASM_TARGET) -p meshward-filter -- -D warnings
+	$(CARGO) clippy --workspace --exclude meshward-filter --all-targets --release -- -D warnings
+	$(CARGO) clippy --release --target $(WASM_TARGET) -p meshward-filter -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
 
 ## test: unit tests, the real .wasm in our wasmtime host, and the real Envoy end to end
-test: wasm envoy
+test: wasm native envoy
 	$(CARGO) test --workspace --release
+
+## bench: the filter's cost through the real Envoy, with and without it, same run
+bench: wasm envoy
+	$(CARGO) run --release -p meshward-e2e --bin meshward-bench
 
 run: build envoy
 	./scripts/run.sh

@@ -126,7 +126,9 @@ fn check(args: &[String]) -> Result<ExitCode, String> {
 fn check_report(engine: &Engine, decision: &Decision) -> Value {
     let (action, status, body, problem) = match &decision.verdict {
         Verdict::Allow => ("allow", 200, Value::Null, Value::Null),
-        Verdict::Rewrite(body) => ("redact", 200, Value::String(String::from_utf8_lossy(body).into_owned()), Value::Null),
+        Verdict::Rewrite(body) => {
+            ("redact", 200, Value::String(String::from_utf8_lossy(body).into_owned()), Value::Null)
+        }
         Verdict::Block(p) => {
             let problem = serde_json::from_slice(&p.to_json()).unwrap_or(Value::Null);
             ("block", p.status(), Value::Null, problem)

@@ -2,8 +2,17 @@
 //! event built from a [`crate::Decision`]. The event schema itself lives once,
 //! in `meshward-audit-proto`, shared with the sink.
 
+use std::collections::BTreeMap;
+
+use meshward_audit_proto::event::{
+    Action, Actor, Classification, DecisionEvent, GuardOutcome, GuardStatus, PolicyRef, SCHEMA_VERSION,
+};
+use meshward_audit_proto::time::format_rfc3339_ms;
+use meshward_audit_proto::Secret;
 use serde::Deserialize;
 
+use crate::policy::{Engine, Mode};
+use crate::request::{Decision, Verdict};
 use crate::EngineError;
 
 pub const SECRET_VARIABLE: &str = "MESHWARD_AUDIT_SECRET";
@@ -93,5 +102,220 @@ impl AuditConfig {
             queue_max_events: doc.queue_max_events,
             timeout_ms: doc.timeout_ms,
         })
+    }
+}
+
+/// The signing secret for event deliveries, read from the VM environment.
+/// `Ok(None)` when auditing is off; an error when it is on and the secret is
+/// missing or malformed (a configuration error: fail closed).
+pub fn signing_secret(config: &AuditConfig, value: Option<&str>) -> Result<Option<Secret>, EngineError> {
+    if !config.enabled {
+        return Ok(None);
+    }
+    let value = value.filter(|v| !v.is_empty()).ok_or(EngineError::MissingSecret {
+        variable: SECRET_VARIABLE,
+        reason: "the policy enables audit and events are signed with it",
+    })?;
+    Secret::parse(value)
+        .map(Some)
+        .map_err(|e| EngineError::InvalidSecret { variable: SECRET_VARIABLE, reason: e.to_string() })
+}
+
+/// What the glue knows about a request besides the engine's decision.
+#[derive(Debug, Clone, Default)]
+pub struct EventContext<'a> {
+    pub request_id: &'a str,
+    pub tenant: &'a str,
+    pub route: Option<&'a str>,
+    /// The upstream host (`:authority`), naming the provider endpoint.
+    pub provider: Option<&'a str>,
+    pub unix_ms: i64,
+    pub filter_time_us: u64,
+    pub instance_id: &'a str,
+    pub seq: u64,
+}
+
+/// How a request ended, as far as the audit event is concerned.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome<'d> {
+    /// The engine decided on the body.
+    Decided(&'d Decision),
+    /// No body to inspect (e.g. a GET): forwarded untouched.
+    NoBody,
+    /// Refused before or outside the engine (not configured, internal error).
+    Refused,
+}
+
+impl Engine {
+    /// Whether an event for this outcome is shipped (`audit.include_clean`).
+    pub fn should_audit(&self, outcome: Outcome<'_>) -> bool {
+        if !self.audit.enabled {
+            return false;
+        }
+        match outcome {
+            Outcome::Decided(d) => self.audit.include_clean || !d.findings.is_empty() || d.verdict != Verdict::Allow,
+            Outcome::NoBody => self.audit.include_clean,
+            Outcome::Refused => true,
+        }
+    }
+
+    /// The decision event for one request: counts and verdicts, never values.
+    pub fn decision_event(&self, ctx: &EventContext<'_>, outcome: Outcome<'_>) -> DecisionEvent {
+        let monitor = self.mode == Mode::Monitor;
+        let (action, pii, findings, model) = match outcome {
+            Outcome::Decided(d) => {
+                let action = match &d.verdict {
+                    Verdict::Allow => Action::Allow,
+                    Verdict::Rewrite(_) => Action::Redact,
+                    Verdict::Block(_) => Action::Block,
+                };
+                let verdict = match (&d.verdict, d.findings.is_empty()) {
+                    (Verdict::Block(_), _) => "block",
+                    (_, true) => "pass",
+                    (Verdict::Rewrite(_), false) => "redact",
+                    (Verdict::Allow, false) if monitor => "monitor",
+                    (Verdict::Allow, false) => "flag",
+                };
+                let pii =
+                    GuardOutcome { name: "pii".into(), status: GuardStatus::Scanned, verdict: Some(verdict.into()) };
+                let counts: BTreeMap<String, u64> =
+                    d.counts_by_class().into_iter().map(|(class, n)| (class.name().to_owned(), n as u64)).collect();
+                (action, pii, counts, d.model.clone())
+            }
+            Outcome::NoBody => (
+                Action::Allow,
+                GuardOutcome { name: "pii".into(), status: GuardStatus::NotApplicable, verdict: None },
+                BTreeMap::new(),
+                None,
+            ),
+            Outcome::Refused => (
+                Action::Block,
+                GuardOutcome { name: "pii".into(), status: GuardStatus::Skipped, verdict: None },
+                BTreeMap::new(),
+                None,
+            ),
+        };
+        DecisionEvent {
+            v: SCHEMA_VERSION,
+            event_id: format!("{}-{}", ctx.instance_id, ctx.seq),
+            time: format_rfc3339_ms(ctx.unix_ms),
+            request_id: ctx.request_id.to_owned(),
+            tenant: ctx.tenant.to_owned(),
+            actor: Actor::default(),
+            route: ctx.route.map(str::to_owned),
+            provider: ctx.provider.map(str::to_owned),
+            model,
+            policy: PolicyRef { name: self.name.clone(), version: self.version.clone() },
+            action,
+            monitor,
+            guards: vec![pii],
+            findings,
+            correlation: Vec::new(),
+            classification: Classification {
+                level: "unassessed".into(),
+                rationale: "no classification ladder is configured".into(),
+            },
+            usage: None,
+            filter_time_us: ctx.filter_time_us,
+            instance_id: ctx.instance_id.to_owned(),
+            seq: ctx.seq,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Secrets;
+    use crate::RequestMeta;
+
+    const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+    fn engine(audit: &str) -> Engine {
+        let policy = format!(
+            r#"{{"meshward_policy":1,"name":"p","version":"7","detection":{{"classes":{{"EMAIL":{{"action":"redact"}}}}}},"audit":{audit}}}"#
+        );
+        Engine::from_json(policy.as_bytes(), &Secrets { placeholder_key: Some("audit-test-key-0123456789".into()) })
+            .unwrap()
+    }
+
+    fn ctx() -> EventContext<'static> {
+        EventContext {
+            request_id: "req-1",
+            tenant: "default",
+            route: Some("llm"),
+            provider: Some("api.openai.com"),
+            unix_ms: 1_700_000_000_123,
+            filter_time_us: 42,
+            instance_id: "inst",
+            seq: 9,
+        }
+    }
+
+    #[test]
+    fn the_event_carries_counts_never_values() {
+        let e = engine(r#"{"enabled":true}"#);
+        let meta = RequestMeta { request_id: "req-1", path: "/v1/chat/completions", ..Default::default() };
+        let body =
+            br#"{"model":"gpt-4o","messages":[{"role":"user","content":"jane@example.com and joe@example.org"}]}"#;
+        let d = e.evaluate_request(&meta, body);
+        assert!(e.should_audit(Outcome::Decided(&d)));
+        let event = e.decision_event(&ctx(), Outcome::Decided(&d));
+        event.validate().unwrap();
+        let json = serde_json::to_string(&event).unwrap();
+        assert!(!json.contains("jane@example.com") && !json.contains("joe@example.org"), "{json}");
+        assert_eq!(event.action, Action::Redact);
+        assert_eq!(event.findings.get("EMAIL"), Some(&2));
+        assert_eq!(event.model.as_deref(), Some("gpt-4o"));
+        assert_eq!(event.event_id, "inst-9");
+        assert_eq!(event.time, "2023-11-14T22:13:20.123Z");
+        assert_eq!(event.guards[0].verdict.as_deref(), Some("redact"));
+        assert_eq!(event.policy, PolicyRef { name: "p".into(), version: "7".into() });
+    }
+
+    #[test]
+    fn blocked_and_bodiless_requests() {
+        let e = engine(r#"{"enabled":true,"include_clean":false}"#);
+        let meta = RequestMeta { request_id: "r", path: "/v1/chat/completions", ..Default::default() };
+        let bad = e.evaluate_request(&meta, b"{");
+        assert!(e.should_audit(Outcome::Decided(&bad)));
+        assert_eq!(e.decision_event(&ctx(), Outcome::Decided(&bad)).action, Action::Block);
+        let clean = e.evaluate_request(&meta, br#"{"messages":[]}"#);
+        assert!(!e.should_audit(Outcome::Decided(&clean)), "include_clean=false skips clean requests");
+        assert!(!e.should_audit(Outcome::NoBody));
+        assert!(e.should_audit(Outcome::Refused));
+        let none = e.decision_event(&ctx(), Outcome::NoBody);
+        assert_eq!(none.guards[0].status, GuardStatus::NotApplicable);
+    }
+
+    #[test]
+    fn disabled_audit_ships_nothing_and_needs_no_secret() {
+        let e = engine("{}");
+        assert!(!e.should_audit(Outcome::Refused));
+        assert!(signing_secret(&e.audit, None).unwrap().is_none());
+    }
+
+    #[test]
+    fn enabled_audit_needs_a_valid_secret() {
+        let e = engine(r#"{"enabled":true}"#);
+        assert!(matches!(signing_secret(&e.audit, None), Err(EngineError::MissingSecret { .. })));
+        assert!(matches!(signing_secret(&e.audit, Some("nope")), Err(EngineError::InvalidSecret { .. })));
+        assert!(signing_secret(&e.audit, Some(SECRET)).unwrap().is_some());
+    }
+
+    #[test]
+    fn audit_settings_are_validated_with_their_path() {
+        let err = Engine::from_json(
+            br#"{"meshward_policy":1,"name":"p","version":"1","audit":{"batch_max_events":0}}"#,
+            &Secrets::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, EngineError::Policy { ref path, .. } if path == "audit.batch_max_events"), "{err}");
+        let err = Engine::from_json(
+            br#"{"meshward_policy":1,"name":"p","version":"1","audit":{"clusterr":"x"}}"#,
+            &Secrets::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, EngineError::Policy { ref path, .. } if path.starts_with("audit")), "{err}");
     }
 }

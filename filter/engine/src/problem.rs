@@ -17,6 +17,11 @@ pub enum ProblemKind {
     BlockedContent,
     Internal,
     NotConfigured,
+    AuditUnavailable,
+    /// The model's output holds content policy blocks (a response, not a request).
+    ResponseBlocked,
+    /// The provider's response cannot be inspected (compressed, malformed, oversized).
+    UpstreamUnreadable,
 }
 
 impl ProblemKind {
@@ -27,6 +32,9 @@ impl ProblemKind {
             ProblemKind::BodyTooLarge => 413,
             ProblemKind::UnsupportedEncoding => 415,
             ProblemKind::Internal | ProblemKind::NotConfigured => 500,
+            ProblemKind::AuditUnavailable => 503,
+            ProblemKind::ResponseBlocked => 403,
+            ProblemKind::UpstreamUnreadable => 502,
         }
     }
 
@@ -40,6 +48,9 @@ impl ProblemKind {
             ProblemKind::BlockedContent => "blocked-content",
             ProblemKind::Internal => "internal-error",
             ProblemKind::NotConfigured => "not-configured",
+            ProblemKind::AuditUnavailable => "audit-unavailable",
+            ProblemKind::ResponseBlocked => "blocked-response",
+            ProblemKind::UpstreamUnreadable => "unreadable-response",
         }
     }
 
@@ -52,6 +63,9 @@ impl ProblemKind {
             ProblemKind::BlockedContent => "Request blocked by policy",
             ProblemKind::Internal => "meshward could not process the request",
             ProblemKind::NotConfigured => "meshward has no valid policy",
+            ProblemKind::AuditUnavailable => "The audit trail cannot accept the decision",
+            ProblemKind::ResponseBlocked => "Response blocked by policy",
+            ProblemKind::UpstreamUnreadable => "The provider's response could not be inspected",
         }
     }
 

@@ -52,6 +52,8 @@ pub struct Decision {
     pub verdict: Verdict,
     pub codec: Codec,
     pub findings: Vec<FindingReport>,
+    /// The requested model (top-level `model` of a known API), for audit.
+    pub model: Option<String>,
 }
 
 impl Decision {
@@ -96,10 +98,11 @@ impl Engine {
             verdict: Verdict::Block(Problem::new(kind, detail, instance, meta.request_id)),
             codec,
             findings,
+            model: None,
         };
 
         if let Err(problem) = self.check_body_size(meta, body.len()) {
-            return Decision { verdict: Verdict::Block(problem), codec, findings: Vec::new() };
+            return Decision { verdict: Verdict::Block(problem), codec, findings: Vec::new(), model: None };
         }
         if let Some(encoding) = meta.content_encoding.map(str::trim).filter(|e| !e.eq_ignore_ascii_case("identity")) {
             let detail = format!(
@@ -109,7 +112,7 @@ impl Engine {
             return block(ProblemKind::UnsupportedEncoding, detail, Vec::new());
         }
         if body.is_empty() {
-            return Decision { verdict: Verdict::Allow, codec, findings: Vec::new() };
+            return Decision { verdict: Verdict::Allow, codec, findings: Vec::new(), model: None };
         }
         let text = match std::str::from_utf8(body) {
             Ok(text) => text,
@@ -127,9 +130,10 @@ impl Engine {
         } else {
             scan.part(Scope::Other, None, StringLeaf { start: 0, end: text.len(), escaped: false });
         }
-        let Scan { findings, edits, roles, internal_error, .. } = scan;
+        let Scan { findings, edits, roles, internal_error, model, .. } = scan;
         let findings = resolve_roles(findings, &roles);
 
+        let block = |kind, detail, findings| Decision { model: model.clone(), ..block(kind, detail, findings) };
         if let Some(detail) = internal_error {
             return block(ProblemKind::Internal, detail, findings);
         }
@@ -149,7 +153,7 @@ impl Engine {
                 None => return block(ProblemKind::Internal, "replacement spans out of order".into(), findings),
             }
         };
-        Decision { verdict, codec, findings }
+        Decision { verdict, codec, findings, model }
     }
 }
 
@@ -162,6 +166,7 @@ struct Scan<'e, 't> {
     edits: Vec<Edit>,
     roles: Vec<(usize, Role)>,
     internal_error: Option<String>,
+    model: Option<String>,
     // Reused buffers: one allocation per request, not per string.
     found: Vec<Finding>,
     offset_map: Vec<u32>,
@@ -177,6 +182,7 @@ impl<'e, 't> Scan<'e, 't> {
             edits: Vec::new(),
             roles: Vec::new(),
             internal_error: None,
+            model: None,
             found: Vec::new(),
             offset_map: Vec::new(),
         }
@@ -244,6 +250,11 @@ impl<'a> Visitor<'a> for Scan<'_, '_> {
     fn string(&mut self, path: &[PathSeg<'a>], leaf: StringLeaf) {
         if self.internal_error.is_some() {
             return;
+        }
+        if self.codec != Codec::PlainText && matches!(path, [top] if top.is_key("model")) {
+            let raw = self.text.get(leaf.start..leaf.end).unwrap_or_default();
+            // Bounded: a model name is short; anything else is not worth auditing whole.
+            self.model = Some(json::unescape(raw, None).chars().take(128).collect());
         }
         if let Some(index) = self.codec.message_role_index(path) {
             let raw = self.text.get(leaf.start..leaf.end).unwrap_or_default();

@@ -33,6 +33,7 @@ pub enum HeaderMap {
 #[derive(Clone, Copy)]
 #[repr(u32)]
 pub enum Level {
+    Debug = 1,
     Info = 2,
     Warn = 3,
     Error = 4,
@@ -196,4 +197,143 @@ fn encode_header_map(headers: &[(&str, &str)]) -> Vec<u8> {
         out.push(0);
     }
     out
+}
+
+// ---- Time, ticks, HTTP calls, shared queues and data, metrics (audit shipping) ----
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_register_shared_queue(name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
+    fn proxy_enqueue_shared_queue(queue_id: u32, value_data: *const u8, value_size: usize) -> u32;
+    fn proxy_dequeue_shared_queue(queue_id: u32, return_value_data: *mut *mut u8, return_value_size: *mut usize)
+        -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+    fn proxy_define_metric(metric_type: u32, name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+}
+
+pub const EMPTY: u32 = 7;
+pub const CAS_MISMATCH: u32 = 8;
+
+/// Host wall-clock time in nanoseconds since the Unix epoch (0 if unavailable).
+pub fn now_nanos() -> u64 {
+    let mut time = 0;
+    match unsafe { proxy_get_current_time_nanoseconds(&mut time) } {
+        OK => time,
+        _ => 0,
+    }
+}
+
+pub fn set_tick_period_ms(period: u32) -> HostResult<()> {
+    status(unsafe { proxy_set_tick_period_milliseconds(period) })
+}
+
+/// Dispatches an HTTP call to an Envoy cluster; returns the call's token.
+///
+/// Goes through the SDK because its dispatcher must record the token, or
+/// it panics when the response arrives. The SDK call only panics on
+/// statuses `proxy_http_call` never returns (it maps BadArgument and
+/// InternalFailure to errors).
+pub fn http_call(cluster: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u32) -> HostResult<u32> {
+    proxy_wasm::hostcalls::dispatch_http_call(
+        cluster,
+        headers.to_vec(),
+        Some(body),
+        Vec::new(),
+        std::time::Duration::from_millis(u64::from(timeout_ms)),
+    )
+    .map_err(|status| HostStatus(status as u32))
+}
+
+/// The `:status` of the HTTP call response being delivered (0 if none:
+/// Envoy reports a failed or timed-out call with no headers).
+pub fn http_call_status() -> u16 {
+    const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
+    let name = ":status";
+    let mut data = null_mut();
+    let mut size = 0;
+    let code = unsafe {
+        proxy_get_header_map_value(HTTP_CALL_RESPONSE_HEADERS, name.as_ptr(), name.len(), &mut data, &mut size)
+    };
+    if code != OK {
+        return 0;
+    }
+    let value = unsafe { take(data, size) };
+    std::str::from_utf8(&value).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+pub fn register_shared_queue(name: &str) -> HostResult<u32> {
+    let mut id = 0;
+    status(unsafe { proxy_register_shared_queue(name.as_ptr(), name.len(), &mut id) })?;
+    Ok(id)
+}
+
+pub fn enqueue_shared_queue(queue_id: u32, value: &[u8]) -> HostResult<()> {
+    status(unsafe { proxy_enqueue_shared_queue(queue_id, value.as_ptr(), value.len()) })
+}
+
+/// `Ok(None)` when the queue is empty.
+pub fn dequeue_shared_queue(queue_id: u32) -> HostResult<Option<Vec<u8>>> {
+    let mut data = null_mut();
+    let mut size = 0;
+    match unsafe { proxy_dequeue_shared_queue(queue_id, &mut data, &mut size) } {
+        OK => Ok(Some(unsafe { take(data, size) })),
+        EMPTY => Ok(None),
+        other => Err(HostStatus(other)),
+    }
+}
+
+/// The value and its CAS token; `(None, 0)` when the key does not exist.
+pub fn get_shared_data(key: &str) -> HostResult<(Option<Vec<u8>>, u32)> {
+    let mut data = null_mut();
+    let mut size = 0;
+    let mut cas = 0;
+    match unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) } {
+        OK => Ok((Some(unsafe { take(data, size) }), cas)),
+        NOT_FOUND => Ok((None, 0)),
+        other => Err(HostStatus(other)),
+    }
+}
+
+/// Sets `key` if its CAS token is still `cas` (0 = unconditionally).
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> HostResult<()> {
+    status(unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) })
+}
+
+#[derive(Clone, Copy)]
+#[repr(u32)]
+pub enum MetricType {
+    Counter = 0,
+    Gauge = 1,
+}
+
+pub fn define_metric(kind: MetricType, name: &str) -> HostResult<u32> {
+    let mut id = 0;
+    status(unsafe { proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) })?;
+    Ok(id)
+}
+
+pub fn increment_metric(id: u32, offset: i64) {
+    // A metric that cannot be updated must not fail the request.
+    let _ = unsafe { proxy_increment_metric(id, offset) };
+}
+
+pub fn record_metric(id: u32, value: u64) {
+    let _ = unsafe { proxy_record_metric(id, value) };
 }

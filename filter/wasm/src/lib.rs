@@ -12,12 +12,15 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod abi;
+mod audit;
 
 use std::rc::Rc;
 
 use abi::{Buffer, HeaderMap, Level};
-use meshward_engine::policy::Secrets;
+use meshward_engine::audit::{self as audit_event, EventContext, Outcome};
+use meshward_engine::policy::{Secrets, DEFAULT_TENANT};
 use meshward_engine::problem::{self, ProblemKind};
+use meshward_engine::request::Decision;
 use meshward_engine::{Engine, Problem, RequestMeta, Verdict};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -26,16 +29,26 @@ proxy_wasm::main! {{
     std::panic::set_hook(Box::new(|info| {
         abi::log(Level::Error, &format!("meshward: panic: {info}"));
     }));
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { engine: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { engine: None, audit: Rc::new(audit::Runtime::new()), shipper: None })
+    });
 }}
 
 /// Holds the compiled policy. A reconfiguration swaps the `Rc`; requests in
 /// flight keep the engine they started with.
 struct Root {
     engine: Option<Rc<Engine>>,
+    audit: Rc<audit::Runtime>,
+    shipper: Option<audit::Shipper>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, _body_size: usize, _num_trailers: usize) {
+        if let Some(shipper) = self.shipper.as_mut() {
+            shipper.on_http_call_response(&self.audit, token_id);
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
@@ -50,8 +63,20 @@ impl RootContext for Root {
                 return false;
             }
         };
-        match Engine::from_json(&config, &Secrets::from_env()) {
-            Ok(engine) => {
+        let configured = Engine::from_json(&config, &Secrets::from_env()).and_then(|engine| {
+            let secret = std::env::var(audit_event::SECRET_VARIABLE).ok();
+            let secret = audit_event::signing_secret(&engine.audit, secret.as_deref())?;
+            Ok((engine, secret))
+        });
+        match configured {
+            Ok((engine, secret)) => {
+                match audit::Shipper::start(&self.audit, &engine.audit, secret) {
+                    Ok(shipper) => self.shipper = shipper,
+                    Err(e) => {
+                        abi::log(Level::Error, &format!("meshward: configuration rejected: {e}"));
+                        return false;
+                    }
+                }
                 abi::log(
                     Level::Info,
                     &format!("meshward: policy '{}' version '{}' loaded", engine.name, engine.version),
@@ -67,6 +92,12 @@ impl RootContext for Root {
         }
     }
 
+    fn on_tick(&mut self) {
+        if let Some(shipper) = self.shipper.as_mut() {
+            shipper.on_tick(&self.audit);
+        }
+    }
+
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
@@ -74,9 +105,13 @@ impl RootContext for Root {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Stream {
             engine: self.engine.clone(),
+            audit: self.audit.clone(),
             head: RequestHead::default(),
             buffered: 0,
             decided: false,
+            decision: None,
+            refused: false,
+            filter_nanos: 0,
         }))
     }
 }
@@ -86,6 +121,7 @@ impl RootContext for Root {
 struct RequestHead {
     request_id: String,
     path: String,
+    authority: Option<String>,
     content_type: Option<String>,
     content_encoding: Option<String>,
 }
@@ -103,6 +139,13 @@ impl RequestHead {
 
 struct Stream {
     engine: Option<Rc<Engine>>,
+    audit: Rc<audit::Runtime>,
+    /// The engine's decision, kept for the audit event (rewritten body dropped).
+    decision: Option<Decision>,
+    /// Refused outside the engine (no policy, internal error, limits, audit full).
+    refused: bool,
+    /// Time spent deciding, for the audit event.
+    filter_nanos: u64,
     head: RequestHead,
     /// Body bytes Envoy holds for us so far.
     buffered: usize,
@@ -112,16 +155,57 @@ struct Stream {
 
 impl Context for Stream {}
 
+impl Stream {
+    /// One decision event per request, queued when the stream ends.
+    fn queue_audit_event(&mut self) {
+        let Some(engine) = self.engine.clone() else { return };
+        let outcome = match (&self.decision, self.refused) {
+            (Some(decision), _) => Outcome::Decided(decision),
+            (None, true) => Outcome::Refused,
+            (None, false) => Outcome::NoBody,
+        };
+        if !engine.should_audit(outcome) {
+            return;
+        }
+        let route =
+            abi::property(&["xds", "route_name"]).ok().flatten().map(|r| String::from_utf8_lossy(&r).into_owned());
+        let ctx = EventContext {
+            request_id: &self.head.request_id,
+            tenant: DEFAULT_TENANT,
+            route: route.as_deref(),
+            provider: self.head.authority.as_deref(),
+            unix_ms: (abi::now_nanos() / 1_000_000) as i64,
+            filter_time_us: self.filter_nanos / 1000,
+            instance_id: &self.audit.instance_id,
+            seq: self.audit.next_seq(),
+        };
+        let event = engine.decision_event(&ctx, outcome);
+        match serde_json::to_vec(&event) {
+            Ok(bytes) => self.audit.enqueue(&self.head.request_id, &bytes),
+            Err(e) => abi::log(Level::Error, &format!("meshward: cannot serialise audit event: {e}")),
+        }
+    }
+}
+
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         match self.read_head() {
             Ok(head) => self.head = head,
             Err(what) => return self.fail_internal(&what),
         }
-        if self.engine.is_none() {
+        let Some(engine) = self.engine.clone() else {
             return self.deny(Problem::new(
                 ProblemKind::NotConfigured,
                 "the filter has no valid policy",
+                self.instance(),
+                &self.head.request_id,
+            ));
+        };
+        // audit.required: refuse rather than lose the record of a decision.
+        if engine.audit.enabled && engine.audit.required && self.audit.is_full() {
+            return self.deny(Problem::new(
+                ProblemKind::AuditUnavailable,
+                "the audit queue is full and policy requires every decision to be recorded",
                 self.instance(),
                 &self.head.request_id,
             ));
@@ -161,6 +245,10 @@ impl HttpContext for Stream {
         self.decide(&engine)
     }
 
+    fn on_log(&mut self) {
+        self.queue_audit_event();
+    }
+
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         // With trailers, no body callback sees end_of_stream: decide here.
         if self.decided {
@@ -190,6 +278,7 @@ impl Stream {
         Ok(RequestHead {
             request_id,
             path: header(":path")?.unwrap_or_default(),
+            authority: header(":authority")?,
             content_type: header("content-type")?,
             content_encoding: header("content-encoding")?,
         })
@@ -200,17 +289,34 @@ impl Stream {
             Ok(body) => body.unwrap_or_default(),
             Err(status) => return self.fail_internal(&format!("cannot read the request body: {status:?}")),
         };
-        let decision = engine.evaluate_request(&self.head.meta(), &body);
+        let started = abi::now_nanos();
+        let mut decision = engine.evaluate_request(&self.head.meta(), &body);
+        self.filter_nanos += abi::now_nanos().saturating_sub(started);
         if !decision.findings.is_empty() {
             let counts: Vec<String> =
                 decision.counts_by_class().iter().map(|(class, n)| format!("{class}={n}")).collect();
-            abi::log(Level::Info, &format!("meshward: request {} findings {}", self.head.request_id, counts.join(",")));
+            // Debug only: a line per request at info costs real time under
+            // load, and the audit event carries the same counts.
+            abi::log(
+                Level::Debug,
+                &format!("meshward: request {} findings {}", self.head.request_id, counts.join(",")),
+            );
         }
-        match decision.verdict {
+        let verdict = std::mem::replace(&mut decision.verdict, Verdict::Allow);
+        // Keep the decision for the audit event, without the rewritten body.
+        decision.verdict = match &verdict {
+            Verdict::Rewrite(_) => Verdict::Rewrite(Vec::new()),
+            other => other.clone(),
+        };
+        self.decision = Some(decision);
+        match verdict {
             Verdict::Allow => self.forward(),
             Verdict::Rewrite(new_body) => match abi::set_buffer(Buffer::HttpRequestBody, 0, body.len(), &new_body) {
                 Ok(()) => self.forward(),
-                Err(status) => self.fail_internal(&format!("cannot replace the request body: {status:?}")),
+                Err(status) => {
+                    self.decision = None;
+                    self.fail_internal(&format!("cannot replace the request body: {status:?}"))
+                }
             },
             Verdict::Block(problem) => self.deny(problem),
         }
@@ -236,9 +342,11 @@ impl Stream {
         self.deny(problem)
     }
 
-    /// Answers with the problem document; nothing goes upstream.
+    /// Answers with the problem document. No body byte has gone upstream;
+    /// the buffer filter after us keeps the headers back too.
     fn deny(&mut self, problem: Problem) -> Action {
         self.decided = true;
+        self.refused = true;
         let level = if problem.status() >= 500 { Level::Error } else { Level::Warn };
         abi::log(
             level,

@@ -51,6 +51,7 @@ test: wasm native envoy
 
 ## bench: the filter's cost through the real Envoy, with and without it, same run
 bench: wasm envoy
+	$(CARGO) bench -p meshward-engine --bench detect
 	$(CARGO) run --release -p meshward-e2e --bin meshward-bench
 
 run: build envoy

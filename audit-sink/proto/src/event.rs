@@ -50,6 +50,10 @@ pub struct DecisionEvent {
     /// Finding counts by class (`{"EMAIL": 2, "CREDIT_CARD": 1}`); never values.
     #[serde(default)]
     pub findings: BTreeMap<String, u64>,
+    /// Finding counts by class in the model's response (restored placeholders
+    /// are not findings); never values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub response_findings: BTreeMap<String, u64>,
     /// Optional keyed HMACs of detected values, for correlation across events.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub correlation: Vec<CorrelationTag>,
@@ -229,6 +233,7 @@ pub(crate) fn sample(seq: u64) -> DecisionEvent {
             GuardOutcome { name: "injection".into(), status: GuardStatus::NotApplicable, verdict: None },
         ],
         findings: BTreeMap::from([("EMAIL".to_string(), 2)]),
+        response_findings: BTreeMap::new(),
         correlation: vec![],
         classification: Classification { level: "confidential".into(), rationale: "EMAIL".into() },
         usage: Some(Usage { input_tokens: Some(10), output_tokens: Some(5), total_tokens: Some(15) }),

@@ -65,6 +65,7 @@ pub fn event(tenant: &str, instance: &str, seq: u64, action: Action, classes: &[
         monitor: false,
         guards: vec![GuardOutcome { name: "pii".into(), status: GuardStatus::Scanned, verdict: Some("ok".into()) }],
         findings: classes.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
+        response_findings: Default::default(),
         correlation: vec![],
         classification: Classification { level: "internal".into(), rationale: "test".into() },
         usage: Some(Usage { input_tokens: Some(12), output_tokens: Some(3), total_tokens: Some(15) }),

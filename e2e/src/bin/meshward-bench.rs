@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use meshward_e2e::{Envoy, EnvoyConfig};
 
+const STREAM_TOKENS: usize = 2000;
+const TOKENS_PER_WRITE: usize = 10;
+const WRITE_GAP: Duration = Duration::from_micros(500);
 const REPLY: &[u8] = br#"{"id":"chatcmpl-bench","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
 
 fn main() {
@@ -28,7 +31,13 @@ fn main() {
     let sizes = [1024usize, 16 * 1024, 256 * 1024];
     let bodies: Vec<Vec<u8>> = sizes.iter().map(|&n| chat_body(n)).collect();
 
+    let stream_body = {
+        let mut chat: serde_json::Value = serde_json::from_slice(&bodies[0]).unwrap_or_else(|e| die(&e.to_string()));
+        chat["stream"] = serde_json::Value::Bool(true);
+        chat.to_string().into_bytes()
+    };
     let mut results = Vec::new();
+    let mut streams = Vec::new();
     for with_filter in [false, true] {
         let mut cfg = EnvoyConfig::new(upstream).unwrap_or_else(|e| die(&e.to_string()));
         cfg.with_filter = with_filter;
@@ -43,6 +52,13 @@ fn main() {
             let rps = measure_throughput(envoy.listener(), body, 4, Duration::from_secs_f64(secs));
             results.push((with_filter, *size, latency, rps));
         }
+        let mut client = Client::connect(envoy.listener());
+        let runs = if quick { 10 } else { 50 };
+        let mut samples: Vec<(f64, f64)> = (0..runs + 3).map(|_| client.stream(&stream_body)).skip(3).collect();
+        samples.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let ttfb = samples[samples.len() / 2].0;
+        samples.sort_by(|a, b| a.1.total_cmp(&b.1));
+        streams.push((with_filter, ttfb, samples[samples.len() / 2].1));
         drop(envoy);
     }
 
@@ -66,6 +82,17 @@ fn main() {
             );
         }
     }
+    print_streams(&streams);
+}
+
+fn print_streams(streams: &[(bool, f64, f64)]) {
+    let (Some(base), Some(with)) = (streams.iter().find(|s| !s.0), streams.iter().find(|s| s.0)) else { return };
+    println!();
+    println!("streamed reply, {STREAM_TOKENS} deltas, {TOKENS_PER_WRITE} per write every {WRITE_GAP:?}, medians");
+    println!("| proxy | time to first byte ms | total ms |");
+    println!("|---|---|---|");
+    println!("| no filter | {:.3} | {:.3} |", base.1, base.2);
+    println!("| meshward | {:.3} ({:+.3}) | {:.3} ({:+.3}) |", with.1, with.1 - base.1, with.2, with.2 - base.2);
 }
 
 fn die(message: &str) -> ! {
@@ -135,11 +162,39 @@ fn serve_upstream(stream: TcpStream) {
     let Ok(mut writer) = stream.try_clone() else { return };
     let mut reader = BufReader::new(stream);
     let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", REPLY.len());
-    while read_message(&mut reader).is_some() {
-        if writer.write_all(head.as_bytes()).and_then(|()| writer.write_all(REPLY)).is_err() {
+    while let Some(body) = read_message(&mut reader) {
+        let streaming = body.windows(13).any(|w| w == b"\"stream\":true");
+        let written = if streaming {
+            write_stream(&mut writer)
+        } else {
+            writer.write_all(head.as_bytes()).and_then(|()| writer.write_all(REPLY))
+        };
+        if written.is_err() {
             return;
         }
     }
+}
+
+/// An OpenAI-style stream of [`STREAM_TOKENS`] deltas, written
+/// [`TOKENS_PER_WRITE`] at a time every [`WRITE_GAP`].
+fn write_stream(writer: &mut TcpStream) -> std::io::Result<()> {
+    writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")?;
+    let event = br#"data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"tok "}}]}"#;
+    let mut batch = Vec::new();
+    for i in 0..STREAM_TOKENS {
+        batch.extend_from_slice(event);
+        batch.extend_from_slice(b"\n\n");
+        if (i + 1) % TOKENS_PER_WRITE == 0 || i + 1 == STREAM_TOKENS {
+            batch.extend_from_slice(if i + 1 == STREAM_TOKENS { b"data: [DONE]\n\n" } else { b"" });
+            writer.write_all(format!("{:x}\r\n", batch.len()).as_bytes())?;
+            writer.write_all(&batch)?;
+            writer.write_all(b"\r\n")?;
+            batch.clear();
+            // Paced like a model generating: a batch of tokens every WRITE_GAP.
+            std::thread::sleep(WRITE_GAP);
+        }
+    }
+    writer.write_all(b"0\r\n\r\n")
 }
 
 /// Reads one HTTP/1.1 message (headers + body); `None` at EOF or on error.
@@ -198,6 +253,54 @@ impl Client {
         let _ = stream.set_nodelay(true);
         let writer = stream.try_clone().unwrap_or_else(|e| die(&e.to_string()));
         Client { writer, reader: BufReader::new(stream) }
+    }
+
+    /// A streamed request: (time to the first body byte, total), in ms.
+    fn stream(&mut self, body: &[u8]) -> (f64, f64) {
+        let start = Instant::now();
+        self.send_head(body);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line).unwrap_or(0) == 0 {
+                die("the stream ended before its headers");
+            }
+            if line.trim_end().is_empty() {
+                break;
+            }
+        }
+        let mut first = None;
+        let mut data = Vec::new();
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).unwrap_or_else(|e| die(&e.to_string()));
+            let size = usize::from_str_radix(line.trim(), 16).unwrap_or_else(|_| die("bad chunk size"));
+            if size == 0 {
+                line.clear();
+                let _ = self.reader.read_line(&mut line);
+                break;
+            }
+            let at = data.len();
+            data.resize(at + size + 2, 0);
+            self.reader.read_exact(&mut data[at..]).unwrap_or_else(|e| die(&e.to_string()));
+            data.truncate(at + size);
+            first.get_or_insert_with(|| start.elapsed());
+        }
+        if !data.ends_with(b"data: [DONE]\n\n") {
+            die("the stream did not end with [DONE]");
+        }
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        (first.map_or(0.0, ms), ms(start.elapsed()))
+    }
+
+    fn send_head(&mut self, body: &[u8]) {
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: api.openai.com\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        if self.writer.write_all(head.as_bytes()).and_then(|()| self.writer.write_all(body)).is_err() {
+            die("a request through Envoy failed");
+        }
     }
 
     fn request(&mut self, body: &[u8]) {

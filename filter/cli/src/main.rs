@@ -157,6 +157,7 @@ fn check_report(engine: &Engine, decision: &Decision) -> Value {
 fn finding_report(f: &FindingReport) -> Value {
     json!({
         "class": f.class.name(),
+        "subtype": f.subtype.as_deref(),
         "start": f.start,
         "end": f.end,
         "confidence": round(f.confidence),
@@ -210,6 +211,7 @@ fn scan_finding(text: &str, f: &Finding) -> Value {
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     json!({
         "class": f.class.name(),
+        "subtype": f.subtype.as_deref(),
         "start": f.start,
         "end": f.end,
         "confidence": round(f.confidence),

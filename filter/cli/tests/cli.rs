@@ -19,7 +19,10 @@ fn run(args: &[&str], stdin: &str, key: Option<&str>) -> Output {
         cmd.env("MESHWARD_PLACEHOLDER_KEY", key);
     }
     let mut child = cmd.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    // A usage error may exit before reading its input: a broken pipe is fine.
+    if let Err(e) = child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
     child.wait_with_output().unwrap()
 }
 
@@ -92,4 +95,27 @@ fn scan_jsonl_keeps_ids() {
     assert_eq!(lines[0]["findings"][0]["class"], "CREDIT_CARD");
     assert_eq!(lines[1]["id"], 7);
     assert!(lines[1]["findings"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn scan_reports_the_catalogue_with_subtypes() {
+    let text = "key AKIAQYLPMN5HHHFPZAM2, call +44 20 7946 0958, SSN 123-45-6789";
+    let out = run(&["scan"], text, None);
+    assert_eq!(out.status.code(), Some(0));
+    let v = json_out(&out);
+    let got: Vec<(String, String)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["class"].as_str().unwrap().to_string(), f["subtype"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("SECRET".to_string(), "aws_access_key_id".to_string()),
+            ("PHONE".to_string(), "uk".to_string()),
+            ("US_SSN".to_string(), String::new()),
+        ]
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("AKIA"));
 }

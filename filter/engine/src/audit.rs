@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use meshward_audit_proto::event::{
-    Action, Actor, Classification, DecisionEvent, GuardOutcome, GuardStatus, PolicyRef, SCHEMA_VERSION,
+    Action, Actor, Classification, DecisionEvent, GuardOutcome, GuardStatus, PolicyRef, Usage as EventUsage,
+    SCHEMA_VERSION,
 };
 use meshward_audit_proto::time::format_rfc3339_ms;
 use meshward_audit_proto::Secret;
@@ -13,6 +14,7 @@ use serde::Deserialize;
 
 use crate::policy::{Engine, Mode};
 use crate::request::{Decision, Verdict};
+use crate::response::ResponseReport;
 use crate::EngineError;
 
 pub const SECRET_VARIABLE: &str = "MESHWARD_AUDIT_SECRET";
@@ -159,8 +161,14 @@ impl Engine {
         }
     }
 
-    /// The decision event for one request: counts and verdicts, never values.
-    pub fn decision_event(&self, ctx: &EventContext<'_>, outcome: Outcome<'_>) -> DecisionEvent {
+    /// The decision event for one exchange: counts and verdicts, never
+    /// values. `response` is what the response side saw, when it ran.
+    pub fn decision_event(
+        &self,
+        ctx: &EventContext<'_>,
+        outcome: Outcome<'_>,
+        response: Option<&ResponseReport>,
+    ) -> DecisionEvent {
         let monitor = self.mode == Mode::Monitor;
         let (action, pii, findings, model) = match outcome {
             Outcome::Decided(d) => {
@@ -195,6 +203,36 @@ impl Engine {
                 None,
             ),
         };
+        let mut guards = vec![pii];
+        let mut action = action;
+        let mut usage = None;
+        let mut response_findings = BTreeMap::new();
+        if let Some(report) = response {
+            let verdict = match (&report.problem, report.findings.is_empty()) {
+                (Some(_), _) => "block",
+                (None, true) => "pass",
+                (None, false) if monitor => "monitor",
+                (None, false) => "redact",
+            };
+            guards.push(GuardOutcome {
+                name: "pii_response".into(),
+                status: GuardStatus::Scanned,
+                verdict: Some(verdict.into()),
+            });
+            if report.problem.is_some() && !monitor {
+                action = Action::Block;
+            }
+            response_findings =
+                report.counts_by_class().into_iter().map(|(class, n)| (class.name().to_owned(), n as u64)).collect();
+            let u = &report.usage;
+            if u.input_tokens.is_some() || u.output_tokens.is_some() || u.total_tokens.is_some() {
+                usage = Some(EventUsage {
+                    input_tokens: u.input_tokens,
+                    output_tokens: u.output_tokens,
+                    total_tokens: u.total_tokens,
+                });
+            }
+        }
         DecisionEvent {
             v: SCHEMA_VERSION,
             event_id: format!("{}-{}", ctx.instance_id, ctx.seq),
@@ -208,14 +246,15 @@ impl Engine {
             policy: PolicyRef { name: self.name.clone(), version: self.version.clone() },
             action,
             monitor,
-            guards: vec![pii],
+            guards,
             findings,
+            response_findings,
             correlation: Vec::new(),
             classification: Classification {
                 level: "unassessed".into(),
                 rationale: "no classification ladder is configured".into(),
             },
-            usage: None,
+            usage,
             filter_time_us: ctx.filter_time_us,
             instance_id: ctx.instance_id.to_owned(),
             seq: ctx.seq,
@@ -260,7 +299,7 @@ mod tests {
             br#"{"model":"gpt-4o","messages":[{"role":"user","content":"jane@example.com and joe@example.org"}]}"#;
         let d = e.evaluate_request(&meta, body);
         assert!(e.should_audit(Outcome::Decided(&d)));
-        let event = e.decision_event(&ctx(), Outcome::Decided(&d));
+        let event = e.decision_event(&ctx(), Outcome::Decided(&d), None);
         event.validate().unwrap();
         let json = serde_json::to_string(&event).unwrap();
         assert!(!json.contains("jane@example.com") && !json.contains("joe@example.org"), "{json}");
@@ -274,17 +313,41 @@ mod tests {
     }
 
     #[test]
+    fn the_response_side_adds_its_counts_usage_and_guard() {
+        let e = engine(r#"{"enabled":true}"#);
+        let meta = RequestMeta { request_id: "r", path: "/v1/chat/completions", ..Default::default() };
+        let d = e.evaluate_request(&meta, br#"{"messages":[{"role":"user","content":"hi"}]}"#);
+        let response = br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"write to bob@example.net"}}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#;
+        let response_meta = crate::response::ResponseMeta {
+            request_id: "r",
+            request_path: "/v1/chat/completions",
+            content_type: Some("application/json"),
+            content_encoding: None,
+            status: 200,
+        };
+        let report = e.evaluate_response(&response_meta, response, &Default::default()).report;
+        let event = e.decision_event(&ctx(), Outcome::Decided(&d), Some(&report));
+        assert_eq!(event.response_findings.get("EMAIL"), Some(&1));
+        assert!(event.findings.is_empty());
+        let usage = event.usage.clone().expect("usage captured");
+        assert_eq!((usage.input_tokens, usage.output_tokens, usage.total_tokens), (Some(5), Some(7), Some(12)));
+        assert_eq!(event.guards[1].name, "pii_response");
+        assert_eq!(event.guards[1].verdict.as_deref(), Some("redact"));
+        assert!(!serde_json::to_string(&event).unwrap().contains("bob@example.net"));
+    }
+
+    #[test]
     fn blocked_and_bodiless_requests() {
         let e = engine(r#"{"enabled":true,"include_clean":false}"#);
         let meta = RequestMeta { request_id: "r", path: "/v1/chat/completions", ..Default::default() };
         let bad = e.evaluate_request(&meta, b"{");
         assert!(e.should_audit(Outcome::Decided(&bad)));
-        assert_eq!(e.decision_event(&ctx(), Outcome::Decided(&bad)).action, Action::Block);
+        assert_eq!(e.decision_event(&ctx(), Outcome::Decided(&bad), None).action, Action::Block);
         let clean = e.evaluate_request(&meta, br#"{"messages":[]}"#);
         assert!(!e.should_audit(Outcome::Decided(&clean)), "include_clean=false skips clean requests");
         assert!(!e.should_audit(Outcome::NoBody));
         assert!(e.should_audit(Outcome::Refused));
-        let none = e.decision_event(&ctx(), Outcome::NoBody);
+        let none = e.decision_event(&ctx(), Outcome::NoBody, None);
         assert_eq!(none.guards[0].status, GuardStatus::NotApplicable);
     }
 

@@ -18,6 +18,12 @@
 //! - [`request`]: the request pipeline: limits → codec → detect → splice the
 //!   replacements into the original bytes → a [`Decision`].
 //! - [`problem`]: RFC 7807 problem documents for every denial.
+//! - [`restore`]: the per-request map behind reversible placeholders.
+//! - [`stream`]: incremental stream framings (SSE, Gemini JSON array, AWS
+//!   event-stream) and the per-channel hold-back window.
+//! - [`response`]: the response pipeline: restore → detect → rewrite, for
+//!   buffered JSON ([`Engine::evaluate_response`]) and streams
+//!   ([`response::ResponseStream`]), per provider API.
 
 // This code runs inside every sidecar: a panic kills the VM for all later
 // requests, so nothing outside tests may unwrap, expect, panic or index.
@@ -32,6 +38,9 @@ pub mod placeholder;
 pub mod policy;
 pub mod problem;
 pub mod request;
+pub mod response;
+pub mod restore;
+pub mod stream;
 
 pub use error::EngineError;
 pub use policy::Engine;

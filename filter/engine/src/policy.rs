@@ -8,7 +8,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 use crate::audit::{AuditConfig, AuditDoc};
-use crate::detect::{DetectorSet, EntityClass, Finding};
+use crate::detect::{CustomDetector, CustomSpec, DetectorSet, EntityClass, Finding};
 use crate::placeholder::{MasterKey, PlaceholderKey, KEY_VARIABLE};
 use crate::EngineError;
 
@@ -42,19 +42,64 @@ pub enum Mode {
     Monitor,
 }
 
+/// `detection`: per-class rules and custom detectors (see policies/README.md).
+///
+/// A class rule is `{"action", "min_confidence"}` for both directions,
+/// optionally refined per direction with `"request": {...}` and
+/// `"response": {...}` (each member overrides the shared one). Custom
+/// detectors are `{"name", "class", "pattern" | "keywords", "confidence",
+/// "case_insensitive"}`; their class must have a rule in `classes`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DetectionDoc {
     #[serde(default)]
     classes: BTreeMap<String, ClassRuleDoc>,
+    #[serde(default)]
+    custom: Vec<CustomDoc>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ClassRuleDoc {
-    action: ClassAction,
+    #[serde(default)]
+    action: Option<ClassAction>,
     #[serde(default)]
     min_confidence: Option<f32>,
+    #[serde(default)]
+    request: Option<DirectionRuleDoc>,
+    #[serde(default)]
+    response: Option<DirectionRuleDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectionRuleDoc {
+    #[serde(default)]
+    action: Option<ClassAction>,
+    #[serde(default)]
+    min_confidence: Option<f32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomDoc {
+    name: String,
+    class: String,
+    #[serde(default)]
+    pattern: Option<String>,
+    #[serde(default)]
+    keywords: Vec<String>,
+    #[serde(default)]
+    confidence: Option<f32>,
+    #[serde(default)]
+    case_insensitive: Option<bool>,
+}
+
+/// Which way a text travels: what the client sends, or what the model answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Request,
+    Response,
 }
 
 /// What to do with a finding of a class.
@@ -63,6 +108,9 @@ struct ClassRuleDoc {
 pub enum ClassAction {
     /// Replace with an irreversible typed placeholder.
     Redact,
+    /// Replace with a typed placeholder and remember the value for this
+    /// request only, so the response gets it back (see `restore`).
+    Reversible,
     /// Pass unchanged; reported and audited.
     Flag,
     /// Refuse the whole request.
@@ -70,9 +118,21 @@ pub enum ClassAction {
 }
 
 impl ClassAction {
+    /// How strongly the action protects a value: when findings overlap,
+    /// the one with the stronger action wins, so a `flag` finding never
+    /// hides a `redact` one.
+    pub fn severity(self) -> u8 {
+        match self {
+            ClassAction::Flag => 1,
+            ClassAction::Redact | ClassAction::Reversible => 2,
+            ClassAction::Block => 3,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             ClassAction::Redact => "redact",
+            ClassAction::Reversible => "reversible",
             ClassAction::Flag => "flag",
             ClassAction::Block => "block",
         }
@@ -127,7 +187,9 @@ pub struct Engine {
     pub limits: Limits,
     pub audit: AuditConfig,
     pub(crate) detectors: DetectorSet,
+    /// Request-direction rules (also what [`Engine::rule`] returns).
     rules: BTreeMap<EntityClass, ClassRule>,
+    response_rules: BTreeMap<EntityClass, ClassRule>,
     pub(crate) placeholder_key: Option<PlaceholderKey>,
 }
 
@@ -165,20 +227,88 @@ impl Engine {
         }
 
         let mut rules = BTreeMap::new();
+        let mut response_rules = BTreeMap::new();
         for (name, rule) in &doc.detection.classes {
             let path = format!("detection.classes.{name}");
             let Some(class) = EntityClass::from_name(name) else {
                 let known: Vec<_> = EntityClass::ALL.iter().map(|c| c.name()).collect();
                 return Err(policy_error(&path, format!("unknown class; known classes: {}", known.join(", "))));
             };
-            let min_confidence = rule.min_confidence.unwrap_or(0.0);
-            if !(0.0..=1.0).contains(&min_confidence) {
-                return Err(policy_error(&format!("{path}.min_confidence"), "must be between 0 and 1".into()));
+            let check = |value: Option<f32>, at: &str| match value {
+                Some(v) if !(0.0..=1.0).contains(&v) => {
+                    Err(policy_error(&format!("{path}{at}.min_confidence"), "must be between 0 and 1".into()))
+                }
+                _ => Ok(value),
+            };
+            let shared = check(rule.min_confidence, "")?;
+            let resolve = |side: &Option<DirectionRuleDoc>, at: &str| -> Result<Option<ClassRule>, EngineError> {
+                let own = side.as_ref().map(|d| check(d.min_confidence, at)).transpose()?.flatten();
+                let action = side.as_ref().and_then(|d| d.action).or(rule.action);
+                Ok(action.map(|action| ClassRule { action, min_confidence: own.or(shared).unwrap_or(0.0) }))
+            };
+            let request = resolve(&rule.request, ".request")?;
+            let response = resolve(&rule.response, ".response")?;
+            if request.is_none() && response.is_none() {
+                return Err(policy_error(
+                    &format!("{path}.action"),
+                    "missing: give \"action\", or per direction \"request\"/\"response\" with an \"action\"".into(),
+                ));
             }
-            rules.insert(class, ClassRule { action: rule.action, min_confidence });
+            if let Some(r) = request {
+                rules.insert(class, r);
+            }
+            if let Some(r) = response {
+                response_rules.insert(class, r);
+            }
         }
 
-        let needs_key = rules.values().any(|r| r.action == ClassAction::Redact);
+        let mut custom = Vec::new();
+        for (i, c) in doc.detection.custom.iter().enumerate() {
+            let path = format!("detection.custom[{i}]");
+            if c.name.trim().is_empty() {
+                return Err(policy_error(&format!("{path}.name"), "must not be empty".into()));
+            }
+            let Some(class) = EntityClass::from_name(&c.class) else {
+                let known: Vec<_> = EntityClass::ALL.iter().map(|c| c.name()).collect();
+                return Err(policy_error(
+                    &format!("{path}.class"),
+                    format!("unknown class; known classes: {}", known.join(", ")),
+                ));
+            };
+            if !rules.contains_key(&class) && !response_rules.contains_key(&class) {
+                return Err(policy_error(
+                    &format!("{path}.class"),
+                    format!("class {} has no rule in detection.classes, so its findings would have no action", c.class),
+                ));
+            }
+            let confidence = c.confidence.unwrap_or(0.9);
+            if !(0.0..=1.0).contains(&confidence) {
+                return Err(policy_error(&format!("{path}.confidence"), "must be between 0 and 1".into()));
+            }
+            let spec = CustomSpec {
+                name: c.name.clone(),
+                class,
+                pattern: c.pattern.clone(),
+                keywords: c.keywords.clone(),
+                confidence,
+                case_insensitive: c.case_insensitive.unwrap_or(c.pattern.is_none()),
+            };
+            let detector = CustomDetector::compile(&spec).map_err(|e| {
+                let member = match (&e, c.pattern.is_some()) {
+                    (crate::detect::CustomError::Pattern(_), _) | (_, true) => "pattern",
+                    (crate::detect::CustomError::Keywords(_), _) => "keywords",
+                    _ => "",
+                };
+                let at = if member.is_empty() { path.clone() } else { format!("{path}.{member}") };
+                policy_error(&at, e.to_string())
+            })?;
+            custom.push(detector);
+        }
+
+        let needs_key = rules
+            .values()
+            .chain(response_rules.values())
+            .any(|r| matches!(r.action, ClassAction::Redact | ClassAction::Reversible));
         let placeholder_key = match (&secrets.placeholder_key, needs_key) {
             (Some(value), _) => Some(MasterKey::new(value)?.tenant_key(DEFAULT_TENANT)),
             (None, true) => {
@@ -197,8 +327,9 @@ impl Engine {
             mode: doc.mode,
             limits,
             audit,
-            detectors: DetectorSet::new(rules.keys().copied()),
+            detectors: DetectorSet::with_custom(rules.keys().chain(response_rules.keys()).copied(), custom),
             rules,
+            response_rules,
             placeholder_key,
         })
     }
@@ -207,13 +338,32 @@ impl Engine {
         self.rules.get(&class).copied()
     }
 
+    /// The rule for `class` in one direction (`None`: not scanned there).
+    pub fn rule_for(&self, class: EntityClass, direction: Direction) -> Option<ClassRule> {
+        match direction {
+            Direction::Request => self.rules.get(&class).copied(),
+            Direction::Response => self.response_rules.get(&class).copied(),
+        }
+    }
+
+    /// Drops a finding below its class's minimum confidence (or of a class
+    /// not scanned in `direction`) and ranks the rest by action severity,
+    /// for [`DetectorSet::scan_ranked`].
+    pub fn rank(&self, f: &Finding, direction: Direction) -> Option<u8> {
+        self.rule_for(f.class, direction).filter(|r| f.confidence >= r.min_confidence).map(|r| r.action.severity())
+    }
+
+    /// [`Engine::scan_text`] for one direction's rules.
+    pub fn scan_text_for(&self, text: &str, direction: Direction) -> Vec<Finding> {
+        let mut found = Vec::new();
+        self.detectors.scan_ranked(text, &mut found, |f| self.rank(f, direction));
+        found
+    }
+
     /// The findings in plain text under this policy's classes and minimum
     /// confidences (what `meshward scan --policy` reports).
     pub fn scan_text(&self, text: &str) -> Vec<Finding> {
-        let mut found = Vec::new();
-        self.detectors.scan(text, &mut found);
-        found.retain(|f| self.rule(f.class).is_some_and(|r| f.confidence >= r.min_confidence));
-        found
+        self.scan_text_for(text, Direction::Request)
     }
 }
 
@@ -272,6 +422,75 @@ mod tests {
         assert_eq!(error_path(&format!(r#"{{{base},"limits":{{"max_json_depth":0}}}}"#)), "limits.max_json_depth");
         assert_eq!(error_path(r#"{"meshward_policy":2,"name":"n","version":"1"}"#), "meshward_policy");
         assert_eq!(error_path(&format!("{{{base}}} trailing")), "$");
+    }
+
+    #[test]
+    fn per_direction_rules_inherit_and_override() {
+        let engine = compile(
+            r#"{"meshward_policy":1,"name":"n","version":"1","detection":{"classes":{
+                "EMAIL":{"action":"reversible","min_confidence":0.5,"response":{"action":"flag"}},
+                "SECRET":{"action":"block","request":{"min_confidence":0.8}},
+                "PERSON":{"response":{"action":"redact","min_confidence":0.7}}}}}"#,
+        )
+        .unwrap();
+        let email_req = engine.rule_for(EntityClass::Email, Direction::Request).unwrap();
+        assert_eq!((email_req.action, email_req.min_confidence), (ClassAction::Reversible, 0.5));
+        let email_resp = engine.rule_for(EntityClass::Email, Direction::Response).unwrap();
+        assert_eq!((email_resp.action, email_resp.min_confidence), (ClassAction::Flag, 0.5));
+        assert_eq!(engine.rule_for(EntityClass::Secret, Direction::Request).unwrap().min_confidence, 0.8);
+        assert_eq!(engine.rule_for(EntityClass::Secret, Direction::Response).unwrap().min_confidence, 0.0);
+        assert!(engine.rule_for(EntityClass::Person, Direction::Request).is_none());
+        assert_eq!(engine.rule_for(EntityClass::Person, Direction::Response).unwrap().action, ClassAction::Redact);
+        // The request pipeline only sees request rules.
+        assert!(engine.scan_text("Hi Priya, mail a@b.co").iter().all(|f| f.class == EntityClass::Email));
+        let resp = engine.scan_text_for("Hi Priya, mail a@b.co", Direction::Response);
+        assert!(resp.iter().any(|f| f.class == EntityClass::Person));
+    }
+
+    #[test]
+    fn class_rules_need_an_action_somewhere() {
+        let base = r#""meshward_policy":1,"name":"n","version":"1""#;
+        let doc = |classes: &str| format!(r#"{{{base},"detection":{{"classes":{{{classes}}}}}}}"#);
+        assert_eq!(error_path(&doc(r#""EMAIL":{}"#)), "detection.classes.EMAIL.action");
+        assert_eq!(error_path(&doc(r#""EMAIL":{"request":{"min_confidence":0.5}}"#)), "detection.classes.EMAIL.action");
+        assert_eq!(
+            error_path(&doc(r#""EMAIL":{"action":"flag","response":{"min_confidence":7}}"#)),
+            "detection.classes.EMAIL.response.min_confidence"
+        );
+        assert_eq!(error_path(&doc(r#""EMAIL":{"action":"flag","sideways":{}}"#)), "detection.classes.EMAIL.sideways");
+    }
+
+    #[test]
+    fn custom_detectors_compile_and_errors_name_the_path() {
+        let base = r#""meshward_policy":1,"name":"n","version":"1""#;
+        let doc = |custom: &str| {
+            format!(
+                r#"{{{base},"detection":{{"classes":{{"CUSTOM":{{"action":"redact"}},"SECRET":{{"action":"block"}}}},"custom":[{custom}]}}}}"#
+            )
+        };
+        let engine = compile(&doc(r#"{"name":"employee_id","class":"CUSTOM","pattern":"\\bEMP-[0-9]{6}\\b"},
+               {"name":"codenames","class":"SECRET","keywords":["Project Falcon"],"confidence":0.95}"#))
+        .unwrap();
+        let found = engine.scan_text("EMP-123456 works on project falcon");
+        let got: Vec<_> = found.iter().map(|f| (f.class, f.subtype.as_deref().unwrap_or(""))).collect();
+        assert_eq!(got, [(EntityClass::Custom, "employee_id"), (EntityClass::Secret, "codenames")]);
+        assert_eq!(
+            error_path(&doc(r#"{"name":"x","class":"CUSTOM","pattern":"(unclosed"}"#)),
+            "detection.custom[0].pattern"
+        );
+        assert_eq!(
+            error_path(&doc(
+                r#"{"name":"ok","class":"CUSTOM","pattern":"a"},{"name":"x","class":"CUSTOM","keywords":[""]}"#
+            )),
+            "detection.custom[1].keywords"
+        );
+        assert_eq!(error_path(&doc(r#"{"name":"x","class":"FAX","pattern":"a"}"#)), "detection.custom[0].class");
+        assert_eq!(error_path(&doc(r#"{"name":"x","class":"PERSON","pattern":"a"}"#)), "detection.custom[0].class");
+        assert_eq!(error_path(&doc(r#"{"name":"x","class":"CUSTOM"}"#)), "detection.custom[0]");
+        assert_eq!(
+            error_path(&doc(r#"{"name":"x","class":"CUSTOM","pattern":"a","confidence":1.5}"#)),
+            "detection.custom[0].confidence"
+        );
     }
 
     #[test]

@@ -7,8 +7,9 @@
 use crate::codec::{Codec, Role, Scope};
 use crate::detect::{EntityClass, Finding};
 use crate::json::{self, PathSeg, StringLeaf, Visitor};
-use crate::policy::{ClassAction, Engine, Mode};
+use crate::policy::{ClassAction, Direction, Engine, Mode};
 use crate::problem::{Problem, ProblemKind};
+use crate::restore::RestoreMap;
 
 /// What the glue knows about a request from its headers.
 #[derive(Debug, Clone, Copy, Default)]
@@ -34,6 +35,9 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FindingReport {
     pub class: EntityClass,
+    /// The finer kind within the class (secret format, phone plan, card
+    /// network, custom detector name), if the detector knows one.
+    pub subtype: Option<std::borrow::Cow<'static, str>>,
     pub rule: &'static str,
     /// JSON path of the text part, `$` for a non-JSON body.
     pub location: String,
@@ -54,21 +58,30 @@ pub struct Decision {
     pub findings: Vec<FindingReport>,
     /// The requested model (top-level `model` of a known API), for audit.
     pub model: Option<String>,
+    /// Placeholders issued for `reversible` classes and their values, for
+    /// restoring this request's response. In memory only; never logged.
+    pub restore: RestoreMap,
 }
 
 impl Decision {
     /// How many findings of each class, for audit events and metrics.
     pub fn counts_by_class(&self) -> Vec<(EntityClass, usize)> {
-        let mut counts: Vec<(EntityClass, usize)> = Vec::new();
-        for f in &self.findings {
-            match counts.iter_mut().find(|(c, _)| *c == f.class) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((f.class, 1)),
-            }
-        }
-        counts.sort();
-        counts
+        count_classes(self.findings.iter().map(|f| f.class))
     }
+}
+
+/// Findings per class, sorted by class: what audit events and logs carry
+/// instead of values.
+pub fn count_classes(classes: impl IntoIterator<Item = EntityClass>) -> Vec<(EntityClass, usize)> {
+    let mut counts: Vec<(EntityClass, usize)> = Vec::new();
+    for class in classes {
+        match counts.iter_mut().find(|(c, _)| *c == class) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((class, 1)),
+        }
+    }
+    counts.sort();
+    counts
 }
 
 /// A byte range of the original body and what replaces it.
@@ -99,10 +112,17 @@ impl Engine {
             codec,
             findings,
             model: None,
+            restore: RestoreMap::default(),
         };
 
         if let Err(problem) = self.check_body_size(meta, body.len()) {
-            return Decision { verdict: Verdict::Block(problem), codec, findings: Vec::new(), model: None };
+            return Decision {
+                verdict: Verdict::Block(problem),
+                codec,
+                findings: Vec::new(),
+                model: None,
+                restore: RestoreMap::default(),
+            };
         }
         if let Some(encoding) = meta.content_encoding.map(str::trim).filter(|e| !e.eq_ignore_ascii_case("identity")) {
             let detail = format!(
@@ -112,7 +132,13 @@ impl Engine {
             return block(ProblemKind::UnsupportedEncoding, detail, Vec::new());
         }
         if body.is_empty() {
-            return Decision { verdict: Verdict::Allow, codec, findings: Vec::new(), model: None };
+            return Decision {
+                verdict: Verdict::Allow,
+                codec,
+                findings: Vec::new(),
+                model: None,
+                restore: RestoreMap::default(),
+            };
         }
         let text = match std::str::from_utf8(body) {
             Ok(text) => text,
@@ -130,7 +156,7 @@ impl Engine {
         } else {
             scan.part(Scope::Other, None, StringLeaf { start: 0, end: text.len(), escaped: false });
         }
-        let Scan { findings, edits, roles, internal_error, model, .. } = scan;
+        let Scan { findings, edits, roles, internal_error, model, restore, .. } = scan;
         let findings = resolve_roles(findings, &roles);
 
         let block = |kind, detail, findings| Decision { model: model.clone(), ..block(kind, detail, findings) };
@@ -153,7 +179,9 @@ impl Engine {
                 None => return block(ProblemKind::Internal, "replacement spans out of order".into(), findings),
             }
         };
-        Decision { verdict, codec, findings, model }
+        // Nothing was replaced (monitor mode, or a block): nothing to restore.
+        let restore = if matches!(verdict, Verdict::Rewrite(_)) { restore } else { RestoreMap::default() };
+        Decision { verdict, codec, findings, model, restore }
     }
 }
 
@@ -167,6 +195,7 @@ struct Scan<'e, 't> {
     roles: Vec<(usize, Role)>,
     internal_error: Option<String>,
     model: Option<String>,
+    restore: RestoreMap,
     // Reused buffers: one allocation per request, not per string.
     found: Vec<Finding>,
     offset_map: Vec<u32>,
@@ -183,6 +212,7 @@ impl<'e, 't> Scan<'e, 't> {
             roles: Vec::new(),
             internal_error: None,
             model: None,
+            restore: RestoreMap::default(),
             found: Vec::new(),
             offset_map: Vec::new(),
         }
@@ -202,7 +232,11 @@ impl<'e, 't> Scan<'e, 't> {
         } else {
             raw
         };
-        self.engine.detectors.scan(scanned, &mut self.found);
+        // Below-threshold findings are dropped and stronger actions win
+        // overlaps before the overlaps are resolved, so neither can hide a
+        // value another rule would have replaced.
+        let engine = self.engine;
+        engine.detectors.scan_ranked(scanned, &mut self.found, |f| engine.rank(f, Direction::Request));
         let enforce = self.engine.mode == Mode::Enforce;
         for f in &self.found {
             let Some(rule) = self.engine.rule(f.class) else {
@@ -222,16 +256,21 @@ impl<'e, 't> Scan<'e, 't> {
             } else {
                 (leaf.start + f.start, leaf.start + f.end)
             };
-            if rule.action == ClassAction::Redact && enforce {
+            if matches!(rule.action, ClassAction::Redact | ClassAction::Reversible) && enforce {
                 let (Some(key), Some(value)) = (&self.engine.placeholder_key, scanned.get(f.start..f.end)) else {
                     self.internal_error = Some("redaction requested without a placeholder key".into());
                     return;
                 };
-                self.edits.push(Edit { start, end, replacement: key.placeholder(f.class, value) });
+                let placeholder = key.placeholder(f.class, value);
+                if rule.action == ClassAction::Reversible {
+                    self.restore.insert(placeholder.clone(), value.to_owned());
+                }
+                self.edits.push(Edit { start, end, replacement: placeholder });
             }
             let location = path.map(json::path_to_string).unwrap_or_else(|| "$".into());
             let report = FindingReport {
                 class: f.class,
+                subtype: f.subtype.clone(),
                 rule: f.rule,
                 location,
                 role: Role::Other,

@@ -21,6 +21,7 @@ pub type HostResult<T> = Result<T, HostStatus>;
 #[repr(u32)]
 pub enum Buffer {
     HttpRequestBody = 0,
+    HttpResponseBody = 1,
     PluginConfiguration = 7,
 }
 
@@ -28,6 +29,7 @@ pub enum Buffer {
 #[repr(u32)]
 pub enum HeaderMap {
     HttpRequestHeaders = 0,
+    HttpResponseHeaders = 2,
 }
 
 #[derive(Clone, Copy)]

@@ -13,6 +13,7 @@
 
 mod abi;
 mod audit;
+mod response;
 
 use std::rc::Rc;
 
@@ -112,6 +113,7 @@ impl RootContext for Root {
             decision: None,
             refused: false,
             filter_nanos: 0,
+            response: response::ResponseState::default(),
         }))
     }
 }
@@ -151,6 +153,9 @@ struct Stream {
     buffered: usize,
     /// The request has been forwarded or answered.
     decided: bool,
+    /// The response half: buffered JSON or a stream being rewritten, and
+    /// what it held (`response.report`: findings, usage) for the audit event.
+    response: response::ResponseState,
 }
 
 impl Context for Stream {}
@@ -179,7 +184,7 @@ impl Stream {
             instance_id: &self.audit.instance_id,
             seq: self.audit.next_seq(),
         };
-        let event = engine.decision_event(&ctx, outcome);
+        let event = engine.decision_event(&ctx, outcome, self.response.report.as_ref());
         match serde_json::to_vec(&event) {
             Ok(bytes) => self.audit.enqueue(&self.head.request_id, &bytes),
             Err(e) => abi::log(Level::Error, &format!("meshward: cannot serialise audit event: {e}")),
@@ -243,6 +248,34 @@ impl HttpContext for Stream {
             return Action::Pause;
         }
         self.decide(&engine)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if self.refused {
+            // Our own problem reply: it passes as it is.
+            return Action::Continue;
+        }
+        // The values behind this request's reversible placeholders move to
+        // the response side; the decision kept for audit no longer holds them.
+        let restore = self.decision.as_mut().map(|d| std::mem::take(&mut d.restore)).unwrap_or_default();
+        let engine = self.engine.clone();
+        self.response.on_headers(engine.as_deref(), &self.head.request_id, &self.head.path, restore, end_of_stream)
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.refused {
+            return Action::Continue;
+        }
+        let engine = self.engine.clone();
+        self.response.on_body(engine.as_deref(), body_size, end_of_stream)
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.refused {
+            return Action::Continue;
+        }
+        let engine = self.engine.clone();
+        self.response.on_trailers(engine.as_deref())
     }
 
     fn on_log(&mut self) {

@@ -31,6 +31,19 @@ impl CardNetwork {
         }
     }
 
+    /// The network's name as a finding subtype.
+    pub fn subtype(self) -> &'static str {
+        match self {
+            CardNetwork::Visa => "visa",
+            CardNetwork::Mastercard => "mastercard",
+            CardNetwork::Amex => "amex",
+            CardNetwork::Discover => "discover",
+            CardNetwork::Jcb => "jcb",
+            CardNetwork::Diners => "diners",
+            CardNetwork::UnionPay => "unionpay",
+        }
+    }
+
     /// The issuer whose range and lengths `digits` (0–9 values) fit.
     pub fn of(digits: &[u8]) -> Option<CardNetwork> {
         let prefix = |n: usize| digits.iter().take(n).fold(0u32, |acc, &d| acc * 10 + u32::from(d));
@@ -97,13 +110,11 @@ pub(super) fn detect(text: &str, out: &mut Vec<Finding>) {
             continue;
         }
         if let Some((end, network)) = run.longest_card(bytes) {
-            out.push(Finding {
-                class: EntityClass::CreditCard,
-                start,
-                end,
-                confidence: if has_context(bytes, start) { 0.99 } else { 0.9 },
-                rule: network.rule(),
-            });
+            let confidence = if has_context(bytes, start) { 0.99 } else { 0.9 };
+            out.push(
+                Finding::new(EntityClass::CreditCard, start, end, confidence, network.rule())
+                    .with_subtype(network.subtype()),
+            );
             i = end;
         }
     }

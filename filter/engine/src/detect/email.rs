@@ -32,13 +32,7 @@ pub(super) fn detect(text: &str, out: &mut Vec<Finding>) {
             continue;
         };
         let context = has_context(bytes, start);
-        out.push(Finding {
-            class: EntityClass::Email,
-            start,
-            end,
-            confidence: if context { 0.99 } else { 0.95 },
-            rule: "email.address",
-        });
+        out.push(Finding::new(EntityClass::Email, start, end, if context { 0.99 } else { 0.95 }, "email.address"));
         last_end = end;
     }
 }

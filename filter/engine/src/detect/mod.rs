@@ -1,33 +1,111 @@
 //! Detectors: each finds one class of sensitive value in a text part.
 //!
-//! Every detector is a hand-written linear scanner anchored on a cheap
-//! trigger byte (`@` for e-mail, an ASCII digit for cards) so a text with no
-//! trigger costs one `memchr`-speed pass, and validation (Luhn, issuer
-//! ranges, label rules) only runs at candidates.
+//! One scan of a text part runs, in order:
+//!
+//! 1. [`normalize`]: full-width forms, odd spaces and dashes, zero-width
+//!    characters are folded away (ASCII text is borrowed untouched);
+//! 2. one Aho-Corasick pass ([`keywords`]) over every trigger keyword the
+//!    enabled classes need: vendor secret prefixes, `password`/`token`-style
+//!    keys, name cues, health terms, birth and passport cues, age phrases;
+//! 3. one pass over digit runs ([`numeric`]) shared by every number-shaped
+//!    class (cards, phones, national ids, IBAN, NINO, IP addresses, street
+//!    numbers, postcodes);
+//! 4. `memchr` over `@` for e-mail.
+//!
+//! Expensive work (checksums, context windows, entropy) runs only at the
+//! candidates those passes produce, and every walk is bounded, so the scan
+//! is linear in the text whatever it holds. Findings are mapped back to byte
+//! spans of the original text, overlaps resolved (most confident, then
+//! longest wins).
 
 mod card;
+mod context;
+mod custom;
 mod email;
+mod keywords;
+mod lexicon;
+mod normalize;
+mod numeric;
+mod secret;
 
 use std::borrow::Cow;
 use std::fmt;
 
 pub use card::{luhn_valid, CardNetwork};
+pub use custom::{CustomDetector, CustomError, CustomSpec};
+pub use normalize::fold;
+pub use secret::SECRET_SUBTYPES;
 
 /// The classes of sensitive value meshward knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EntityClass {
     Email,
+    Phone,
     CreditCard,
+    Iban,
+    UsSsn,
+    AuTfn,
+    AuAbn,
+    AuAcn,
+    AuMedicare,
+    UkNino,
+    IpAddress,
+    Secret,
+    Person,
+    Address,
+    DateOfBirth,
+    Passport,
+    Health,
+    Minor,
+    /// Findings of policy-defined detectors that name no catalogue class.
+    Custom,
 }
 
 impl EntityClass {
-    pub const ALL: [EntityClass; 2] = [EntityClass::Email, EntityClass::CreditCard];
+    pub const ALL: [EntityClass; 19] = [
+        EntityClass::Email,
+        EntityClass::Phone,
+        EntityClass::CreditCard,
+        EntityClass::Iban,
+        EntityClass::UsSsn,
+        EntityClass::AuTfn,
+        EntityClass::AuAbn,
+        EntityClass::AuAcn,
+        EntityClass::AuMedicare,
+        EntityClass::UkNino,
+        EntityClass::IpAddress,
+        EntityClass::Secret,
+        EntityClass::Person,
+        EntityClass::Address,
+        EntityClass::DateOfBirth,
+        EntityClass::Passport,
+        EntityClass::Health,
+        EntityClass::Minor,
+        EntityClass::Custom,
+    ];
 
     /// The name used in policies, placeholders and audit events.
     pub fn name(self) -> &'static str {
         match self {
             EntityClass::Email => "EMAIL",
+            EntityClass::Phone => "PHONE",
             EntityClass::CreditCard => "CREDIT_CARD",
+            EntityClass::Iban => "IBAN",
+            EntityClass::UsSsn => "US_SSN",
+            EntityClass::AuTfn => "AU_TFN",
+            EntityClass::AuAbn => "AU_ABN",
+            EntityClass::AuAcn => "AU_ACN",
+            EntityClass::AuMedicare => "AU_MEDICARE",
+            EntityClass::UkNino => "UK_NINO",
+            EntityClass::IpAddress => "IP_ADDRESS",
+            EntityClass::Secret => "SECRET",
+            EntityClass::Person => "PERSON",
+            EntityClass::Address => "ADDRESS",
+            EntityClass::DateOfBirth => "DATE_OF_BIRTH",
+            EntityClass::Passport => "PASSPORT",
+            EntityClass::Health => "HEALTH",
+            EntityClass::Minor => "MINOR",
+            EntityClass::Custom => "CUSTOM",
         }
     }
 
@@ -35,13 +113,41 @@ impl EntityClass {
         Self::ALL.into_iter().find(|c| c.name() == name)
     }
 
+    /// Whether the class is validated by a checksum (accuracy targets differ).
+    pub fn is_checksummed(self) -> bool {
+        matches!(
+            self,
+            EntityClass::CreditCard
+                | EntityClass::Iban
+                | EntityClass::AuTfn
+                | EntityClass::AuAbn
+                | EntityClass::AuAcn
+                | EntityClass::AuMedicare
+        )
+    }
+
     /// The form of a value that decides its placeholder, so `4111-1111…` and
     /// `4111 1111…`, or `Jane@Example.com` and `jane@example.com`, get the
-    /// same placeholder.
+    /// same placeholder. Full-width and zero-width obfuscation is folded
+    /// first, so an obfuscated value gets the plain value's placeholder.
     pub fn canonical<'t>(self, value: &'t str) -> Cow<'t, str> {
+        let folded = normalize::fold(value);
         match self {
-            EntityClass::Email => Cow::Owned(value.to_ascii_lowercase()),
-            EntityClass::CreditCard => Cow::Owned(value.chars().filter(char::is_ascii_digit).collect()),
+            EntityClass::Email | EntityClass::Person | EntityClass::Address | EntityClass::Health => {
+                Cow::Owned(folded.to_lowercase())
+            }
+            EntityClass::CreditCard
+            | EntityClass::Phone
+            | EntityClass::UsSsn
+            | EntityClass::AuTfn
+            | EntityClass::AuAbn
+            | EntityClass::AuAcn
+            | EntityClass::AuMedicare => Cow::Owned(folded.chars().filter(char::is_ascii_digit).collect()),
+            EntityClass::Iban | EntityClass::UkNino | EntityClass::Passport => {
+                Cow::Owned(folded.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_uppercase()).collect())
+            }
+            EntityClass::IpAddress => Cow::Owned(folded.to_ascii_lowercase()),
+            EntityClass::Secret | EntityClass::DateOfBirth | EntityClass::Minor | EntityClass::Custom => folded,
         }
     }
 }
@@ -56,6 +162,10 @@ impl fmt::Display for EntityClass {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
     pub class: EntityClass,
+    /// A finer kind within the class: the secret format
+    /// (`aws_access_key_id`), the phone numbering plan (`us`), the card
+    /// network, or a custom detector's name.
+    pub subtype: Option<Cow<'static, str>>,
     pub start: usize,
     pub end: usize,
     /// In [0, 1]; raised by checksums and context words.
@@ -64,69 +174,239 @@ pub struct Finding {
     pub rule: &'static str,
 }
 
+impl Finding {
+    pub(crate) fn new(class: EntityClass, start: usize, end: usize, confidence: f32, rule: &'static str) -> Finding {
+        Finding { class, subtype: None, start, end, confidence: confidence.clamp(0.0, 1.0), rule }
+    }
+
+    pub(crate) fn with_subtype(mut self, subtype: &'static str) -> Finding {
+        self.subtype = Some(Cow::Borrowed(subtype));
+        self
+    }
+}
+
+/// What the detectors of one scan share: the normalised text, the keyword
+/// hits of the prefilter pass, and which classes are enabled.
+pub(crate) struct Ctx<'a> {
+    pub bytes: &'a [u8],
+    pub hits: &'a [keywords::Hit],
+    pub enabled: ClassMask,
+}
+
+/// A set of classes as bits, for cheap "is it enabled" tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ClassMask(u32);
+
+impl ClassMask {
+    pub(crate) fn of(classes: &[EntityClass]) -> ClassMask {
+        ClassMask(classes.iter().fold(0, |m, c| m | (1 << (*c as u32))))
+    }
+
+    pub(crate) fn has(self, class: EntityClass) -> bool {
+        self.0 & (1 << (class as u32)) != 0
+    }
+}
+
 /// The detectors a policy enabled, compiled once at configure time.
 #[derive(Debug, Clone, Default)]
 pub struct DetectorSet {
     classes: Vec<EntityClass>,
+    mask: ClassMask,
+    keywords: keywords::Keywords,
+    custom: Vec<CustomDetector>,
 }
 
 impl DetectorSet {
     pub fn new(classes: impl IntoIterator<Item = EntityClass>) -> Self {
+        Self::with_custom(classes, Vec::new())
+    }
+
+    /// The built-in detectors of `classes` plus policy-defined detectors.
+    pub fn with_custom(classes: impl IntoIterator<Item = EntityClass>, custom: Vec<CustomDetector>) -> Self {
         let mut classes: Vec<_> = classes.into_iter().collect();
         classes.sort();
         classes.dedup();
-        DetectorSet { classes }
+        let mask = ClassMask::of(&classes);
+        let keywords = keywords::Keywords::build(mask);
+        DetectorSet { classes, mask, keywords, custom }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.classes.is_empty()
+        self.classes.is_empty() && self.custom.is_empty()
+    }
+
+    pub fn classes(&self) -> &[EntityClass] {
+        &self.classes
     }
 
     /// Appends the findings in `text`, sorted by start, without overlaps.
     pub fn scan(&self, text: &str, out: &mut Vec<Finding>) {
         let first = out.len();
-        for class in &self.classes {
-            match class {
-                EntityClass::Email => email::detect(text, out),
-                EntityClass::CreditCard => card::detect(text, out),
-            }
-        }
+        self.scan_raw(text, out);
         if let Some(found) = out.get_mut(first..) {
-            if found.len() > 1 {
+            if !found.is_empty() {
                 resolve_overlaps(found);
                 let kept = found.iter().filter(|f| f.end > f.start).count();
                 out.truncate(first + kept);
             }
         }
     }
+
+    /// Every candidate finding, overlaps included, in original-text spans.
+    fn scan_raw(&self, text: &str, out: &mut Vec<Finding>) {
+        let first = out.len();
+        let norm = normalize::Normalized::new(text);
+        let t = norm.text();
+        let hits = self.keywords.hits(t);
+        let cx = Ctx { bytes: t.as_bytes(), hits: &hits, enabled: self.mask };
+        if self.mask.has(EntityClass::Email) {
+            email::detect(t, out);
+        }
+        if self.mask.has(EntityClass::CreditCard) {
+            card::detect(t, out);
+        }
+        numeric::detect(&cx, out);
+        if self.mask.has(EntityClass::Secret) {
+            secret::detect(&cx, out);
+        }
+        context::detect(&cx, out);
+        for detector in &self.custom {
+            detector.detect(t, out);
+        }
+        if !norm.is_identity() {
+            for f in out.iter_mut().skip(first) {
+                let (s, e) = norm.span(f.start, f.end);
+                f.start = s;
+                f.end = e;
+            }
+        }
+        // Spans must cut the original text at character boundaries.
+        for f in out.iter_mut().skip(first) {
+            while f.start > 0 && !text.is_char_boundary(f.start) {
+                f.start -= 1;
+            }
+            while f.end < text.len() && !text.is_char_boundary(f.end) {
+                f.end += 1;
+            }
+            f.end = f.end.min(text.len());
+            f.start = f.start.min(f.end);
+        }
+    }
 }
 
-/// Sorts by position and, where findings overlap, keeps the longer one
-/// (then the more confident). Dropped findings are moved to the end as
-/// empty spans so the caller can truncate them.
+/// Resolves overlaps with every finding ranked equal: the longer wins,
+/// then the more confident.
 fn resolve_overlaps(found: &mut [Finding]) {
-    found.sort_by(|a, b| {
-        a.start
-            .cmp(&b.start)
-            .then((b.end - b.start).cmp(&(a.end - a.start)))
-            .then(b.confidence.total_cmp(&a.confidence))
-    });
-    let mut last_end = 0;
-    let mut kept = 0;
-    for i in 0..found.len() {
-        let Some(f) = found.get(i).cloned() else {
-            break;
+    resolve_ranked(found, |_| 0);
+}
+
+/// Keeps a set of non-overlapping findings: higher `rank` first (the policy
+/// ranks by action, so a `flag` finding never hides a `redact` one), then
+/// the longer, then the more confident. Kept findings end up first, sorted
+/// by start; dropped ones after them as empty spans for the caller to
+/// truncate. O(n log n) whatever the overlaps.
+fn resolve_ranked(found: &mut [Finding], rank: impl Fn(&Finding) -> u8) {
+    let mut order: Vec<(u8, usize)> = found.iter().enumerate().map(|(i, f)| (rank(f), i)).collect();
+    order.sort_by(|&(ra, a), &(rb, b)| {
+        let (Some(fa), Some(fb)) = (found.get(a), found.get(b)) else {
+            return std::cmp::Ordering::Equal;
         };
-        if kept > 0 && f.start < last_end {
+        rb.cmp(&ra)
+            .then((fb.end - fb.start).cmp(&(fa.end - fa.start)))
+            .then(fb.confidence.total_cmp(&fa.confidence))
+            .then(fa.start.cmp(&fb.start))
+    });
+    // Accepted spans, disjoint, keyed by start.
+    let mut taken: std::collections::BTreeMap<usize, usize> = std::collections::BTreeMap::new();
+    let mut keep = vec![false; found.len()];
+    for &(_, i) in &order {
+        let Some(f) = found.get(i) else { continue };
+        if f.end <= f.start {
             continue;
         }
-        last_end = f.end;
-        found.swap(kept, i);
-        kept += 1;
+        let overlaps = taken.range(..f.end).next_back().is_some_and(|(_, &end)| end > f.start);
+        if !overlaps {
+            taken.insert(f.start, f.end);
+            if let Some(k) = keep.get_mut(i) {
+                *k = true;
+            }
+        }
     }
-    for f in found.iter_mut().skip(kept) {
-        f.end = f.start;
+    for (f, k) in found.iter_mut().zip(&keep) {
+        if !k {
+            f.end = f.start;
+        }
     }
+    found.sort_by(|a, b| (b.end > b.start).cmp(&(a.end > a.start)).then(a.start.cmp(&b.start)));
+}
+
+impl DetectorSet {
+    /// Like [`DetectorSet::scan`], but `rank` first drops findings (`None`,
+    /// e.g. below a policy's minimum confidence) and ranks the rest before
+    /// overlaps are resolved, so a dropped or weaker-action finding never
+    /// hides another.
+    pub fn scan_ranked(&self, text: &str, out: &mut Vec<Finding>, rank: impl Fn(&Finding) -> Option<u8>) {
+        let first = out.len();
+        let mut all = Vec::new();
+        self.scan_raw(text, &mut all);
+        all.retain(|f| rank(f).is_some());
+        resolve_ranked(&mut all, |f| rank(f).unwrap_or(0));
+        all.retain(|f| f.end > f.start);
+        out.extend(all);
+        debug_assert!(out.len() >= first);
+    }
+}
+
+/// The byte at `i`, or 0 past either end: keeps bounded walks free of
+/// indexing.
+#[inline]
+pub(crate) fn at(bytes: &[u8], i: usize) -> u8 {
+    bytes.get(i).copied().unwrap_or(0)
+}
+
+/// Whether one of `words` (lower case ASCII) occurs as a word in
+/// `bytes[from..to]` (ASCII case-insensitive). Used for context windows at
+/// candidates only, so the window is small and the cost bounded.
+pub(crate) fn window_has(bytes: &[u8], from: usize, to: usize, words: &[&str]) -> bool {
+    let to = to.min(bytes.len());
+    let mut i = from.min(to);
+    while i < to {
+        let b = at(bytes, i);
+        let starts = b.is_ascii_alphanumeric() && (i == 0 || !at(bytes, i - 1).is_ascii_alphanumeric());
+        if starts {
+            let first = b.to_ascii_lowercase();
+            for w in words {
+                let w = w.as_bytes();
+                if w.first() != Some(&first) || i + w.len() > to {
+                    continue;
+                }
+                if bytes.get(i..i + w.len()).is_some_and(|x| x.eq_ignore_ascii_case(w)) {
+                    let glued =
+                        at(bytes, i + w.len()).is_ascii_alphabetic() && w.last().is_some_and(u8::is_ascii_alphabetic);
+                    if !glued {
+                        return true;
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Shannon entropy of `bytes` in bits per byte.
+pub(crate) fn entropy(bytes: &[u8]) -> f32 {
+    if bytes.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    for &b in bytes {
+        if let Some(c) = counts.get_mut(usize::from(b)) {
+            *c += 1;
+        }
+    }
+    let n = bytes.len() as f32;
+    counts.iter().filter(|&&c| c > 0).map(|&c| c as f32 / n).map(|p| -p * p.log2()).sum()
 }
 
 /// Whether `b` can continue a word, so a match glued to one is no match.
@@ -155,9 +435,9 @@ mod tests {
     #[test]
     fn overlaps_keep_the_longer_finding() {
         let mut f = vec![
-            Finding { class: EntityClass::CreditCard, start: 5, end: 9, confidence: 0.9, rule: "a" },
-            Finding { class: EntityClass::Email, start: 0, end: 12, confidence: 0.5, rule: "b" },
-            Finding { class: EntityClass::Email, start: 20, end: 22, confidence: 0.5, rule: "c" },
+            Finding::new(EntityClass::CreditCard, 5, 9, 0.9, "a"),
+            Finding::new(EntityClass::Email, 0, 12, 0.5, "b"),
+            Finding::new(EntityClass::Email, 20, 22, 0.5, "c"),
         ];
         resolve_overlaps(&mut f);
         let kept: Vec<_> = f.iter().filter(|f| f.end > f.start).map(|f| f.rule).collect();

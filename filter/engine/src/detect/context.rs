@@ -1,0 +1,535 @@
+//! Classes found from context, all driven by keyword hits of the prefilter
+//! pass: PERSON (titles, greetings, sign-offs, "my name is", and a given-name
+//! lexicon followed by a surname), DATE_OF_BIRTH (a date after a birth cue),
+//! PASSPORT (a document number after a passport cue), HEALTH (a condition
+//! term with a clinical or personal cue nearby) and MINOR (an age under 18).
+//!
+//! These are heuristics with honest, measured accuracy (see the corpus
+//! test), not validated formats; their confidences say so.
+
+use super::keywords::{Hit, Kw};
+use super::lexicon::{contains_ci, CONDITIONS, FIRST_NAMES, MONTHS, NOT_NAMES, STREET_TYPES};
+use super::{at, window_has, Ctx, EntityClass, Finding};
+
+/// A person-name cue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cue {
+    Title,
+    Greeting,
+    SignOff,
+    /// "my name is", "name:", "call me", "named": any capitalised name.
+    Intro,
+    /// "I am", "this is": only a lexicon name.
+    WeakIntro,
+}
+
+/// An age phrase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AgeCue {
+    /// The number comes before: "7 years old", "7-year-old".
+    Before,
+    /// The number comes after: "aged 7", "age: 7".
+    After,
+}
+
+pub(crate) fn triggers() -> Vec<(&'static str, Kw)> {
+    let mut t: Vec<(&'static str, Kw)> = Vec::new();
+    t.extend(CONDITIONS.iter().map(|&w| (w, Kw::Condition)));
+    for w in ["born", "birth", "date of birth", "dob", "d.o.b", "birthday", "birthdate", "born on"] {
+        t.push((w, Kw::Birth));
+    }
+    t.push(("passport", Kw::Passport));
+    for w in ["years old", "year old", "year-old", "years-old", "yrs old", "yr old", "y/o", "y.o."] {
+        t.push((w, Kw::Age(AgeCue::Before)));
+    }
+    for w in ["aged", "age:", "age of", "ages"] {
+        t.push((w, Kw::Age(AgeCue::After)));
+    }
+    t
+}
+
+pub(crate) fn detect(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
+    let e = cx.enabled;
+    let bytes = cx.bytes;
+    if e.has(EntityClass::Person) {
+        persons(bytes, out);
+    }
+    let mut last_birth_end = 0;
+    for hit in cx.hits {
+        let found = match hit.kw {
+            Kw::Birth if e.has(EntityClass::DateOfBirth) && hit.start >= last_birth_end => {
+                let f = date_of_birth(bytes, hit);
+                if let Some(f) = &f {
+                    last_birth_end = f.end;
+                }
+                f
+            }
+            Kw::Passport if e.has(EntityClass::Passport) => passport(bytes, hit),
+            Kw::Condition if e.has(EntityClass::Health) => health(bytes, hit),
+            Kw::Age(cue) if e.has(EntityClass::Minor) => minor(bytes, hit, cue),
+            _ => None,
+        };
+        out.extend(found);
+    }
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b >= 0x80 || b == b'\''
+}
+
+/// A capitalised name word at `p` ("Jane", "O'Brien", "Jean-Luc", "J."):
+/// returns its end.
+fn name_word(bytes: &[u8], p: usize) -> Option<usize> {
+    if !at(bytes, p).is_ascii_uppercase() {
+        return None;
+    }
+    let mut e = p + 1;
+    while e - p < 32 && (is_name_byte(at(bytes, e)) || at(bytes, e) == b'-' && at(bytes, e + 1).is_ascii_uppercase()) {
+        e += 1;
+    }
+    if e == p + 1 {
+        // An initial: "J."
+        return (at(bytes, e) == b'.' && at(bytes, e + 1) == b' ').then_some(e + 1);
+    }
+    // All capitals longer than 3 letters are shouting or acronyms, not names.
+    let word = bytes.get(p..e)?;
+    if word.len() > 3 && word.iter().all(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    if contains_ci(NOT_NAMES, word) {
+        return None;
+    }
+    if at(bytes, e).is_ascii_digit() || at(bytes, e) == b'_' {
+        return None;
+    }
+    Some(e)
+}
+
+/// Up to three name words from `p`, separated by single spaces.
+fn name_run(bytes: &[u8], p: usize) -> Option<(usize, usize, usize)> {
+    let mut end = name_word(bytes, p)?;
+    let mut words = 1;
+    while words < 3 && at(bytes, end) == b' ' {
+        let Some(e) = name_word(bytes, end + 1) else { break };
+        let word = bytes.get(end + 1..e).unwrap_or_default();
+        if contains_ci(STREET_TYPES, word) {
+            break;
+        }
+        end = e;
+        words += 1;
+    }
+    Some((p, end, words))
+}
+
+fn person(start: usize, end: usize, confidence: f32, rule: &'static str) -> Finding {
+    Finding::new(EntityClass::Person, start, end, confidence, rule)
+}
+
+/// PERSON over capitalised words: a cue word before the name (title,
+/// greeting, sign-off, "my name is", ...) or a given name from the lexicon.
+/// Names are capitalised, so only capitalised word starts are examined —
+/// one cheap byte pass, no keyword automaton needed.
+fn persons(bytes: &[u8], out: &mut Vec<Finding>) {
+    let mut p = 0;
+    let mut next_allowed = 0;
+    while p < bytes.len() {
+        let Some(off) = bytes.get(p..).and_then(|r| r.iter().position(u8::is_ascii_uppercase)) else { break };
+        p += off;
+        let word_start = p == 0 || {
+            let b = at(bytes, p - 1);
+            !(b.is_ascii_alphanumeric() || b == b'_' || b == b'\'' || b >= 0x80)
+        };
+        if !word_start || p < next_allowed {
+            p += 1;
+            continue;
+        }
+        if let Some(f) = person_at(bytes, p) {
+            next_allowed = f.end;
+            p = f.end;
+            out.push(f);
+        } else {
+            p += 1;
+        }
+    }
+}
+
+/// The cue word before a capitalised word at `p`, if any.
+fn cue_before(bytes: &[u8], p: usize) -> Option<(Cue, bool, usize)> {
+    let mut q = p;
+    let mut newline = false;
+    while q > 0 && p - q < 4 && matches!(at(bytes, q - 1), b' ' | b'\t' | b'\n' | b'\r' | b',' | b'!' | b'.' | b':') {
+        newline |= matches!(at(bytes, q - 1), b'\n' | b'\r');
+        q -= 1;
+    }
+    if q == p {
+        return None;
+    }
+    let seps = bytes.get(q..p)?;
+    let mut s = q;
+    while s > 0 && q - s < 12 && (at(bytes, s - 1).is_ascii_alphabetic() || at(bytes, s - 1) == b'\'') {
+        s -= 1;
+    }
+    if s == q || (s > 0 && at(bytes, s - 1).is_ascii_alphanumeric()) {
+        return None;
+    }
+    let word = bytes.get(s..q)?.to_ascii_lowercase();
+    let prev = |phrase: &[u8]| {
+        s >= phrase.len() && bytes.get(s - phrase.len()..s).is_some_and(|w| w.eq_ignore_ascii_case(phrase))
+    };
+    let capitalised = at(bytes, s).is_ascii_uppercase();
+    let cue = match word.as_slice() {
+        b"mr" | b"mrs" | b"ms" | b"miss" | b"dr" | b"prof" | b"mx" | b"sir" if capitalised => Cue::Title,
+        b"hi" | b"hello" | b"dear" | b"hey" | b"greetings" | b"morning" | b"afternoon" | b"evening" => Cue::Greeting,
+        b"regards" | b"cheers" | b"sincerely" | b"thanks" | b"wishes" | b"truly" | b"warmly" | b"best" => Cue::SignOff,
+        b"you" if prev(b"thank ") => Cue::SignOff,
+        b"is" if prev(b"name ") => Cue::Intro,
+        b"me" if prev(b"call ") => Cue::Intro,
+        b"named" | b"signed" => Cue::Intro,
+        b"name" if seps.contains(&b':') => Cue::Intro,
+        b"am" if prev(b"i ") => Cue::WeakIntro,
+        b"i'm" | b"meet" | b"it's" => Cue::WeakIntro,
+        b"is" if prev(b"this ") => Cue::WeakIntro,
+        _ => return None,
+    };
+    // A title takes its own '.', nothing else; other cues take ',' or '!'.
+    let ok_seps = match cue {
+        Cue::Title => seps.iter().all(|&b| b == b' ' || b == b'.'),
+        Cue::Intro => true,
+        _ => !seps.contains(&b'.'),
+    };
+    ok_seps.then_some((cue, newline, s))
+}
+
+fn person_at(bytes: &[u8], p: usize) -> Option<Finding> {
+    let (start, end, words) = name_run(bytes, p)?;
+    let first_end = name_word(bytes, start)?;
+    let first = bytes.get(start..first_end)?;
+    let in_lexicon = contains_ci(FIRST_NAMES, first.strip_suffix(b".").unwrap_or(first));
+    let after = at(bytes, end);
+    let ends_clause = matches!(after, 0 | b',' | b'!' | b'.' | b'\n' | b'\r' | b'?' | b':' | b';' | b')');
+    if let Some((cue, newline, _)) = cue_before(bytes, p) {
+        let c = match cue {
+            Cue::Title => Some(0.9),
+            Cue::Greeting => (ends_clause || in_lexicon || words > 1).then_some(if in_lexicon { 0.9 } else { 0.8 }),
+            Cue::SignOff => (newline && (ends_clause || after == b' ') || in_lexicon && ends_clause).then_some(0.8),
+            Cue::Intro => Some(0.9),
+            Cue::WeakIntro => in_lexicon.then_some(if words > 1 { 0.85 } else { 0.75 }),
+        };
+        if let Some(c) = c {
+            return Some(person(start, end, c, "person.cue"));
+        }
+    }
+    if !in_lexicon || !first.iter().skip(1).all(u8::is_ascii_lowercase) {
+        return None;
+    }
+    if words >= 2 {
+        return Some(person(start, end, 0.8, "person.lexicon"));
+    }
+    // A lone given name counts mid-sentence ("ask Sarah about it"), not at
+    // a sentence start where any word is capitalised.
+    let prev = at(bytes, start.wrapping_sub(2));
+    let mid_sentence = start >= 2 && at(bytes, start - 1) == b' ' && (prev.is_ascii_lowercase() || prev == b',');
+    (mid_sentence && !after.is_ascii_alphanumeric()).then(|| person(start, end, 0.65, "person.lexicon"))
+}
+
+/// A date at `p`: `12/03/1985`, `1985-03-12`, `12.3.85`, `12 March 1985`,
+/// `March 12, 1985`, `12th of March 1985`. Returns its end.
+pub(crate) fn parse_date(bytes: &[u8], p: usize) -> Option<usize> {
+    numeric_date(bytes, p).or_else(|| textual_date(bytes, p))
+}
+
+fn digits_at(bytes: &[u8], p: usize, max: usize) -> (u32, usize) {
+    let mut v = 0u32;
+    let mut n = 0;
+    while n < max && at(bytes, p + n).is_ascii_digit() {
+        v = v * 10 + u32::from(at(bytes, p + n) - b'0');
+        n += 1;
+    }
+    (v, n)
+}
+
+fn numeric_date(bytes: &[u8], p: usize) -> Option<usize> {
+    let (a, na) = digits_at(bytes, p, 4);
+    let sep = at(bytes, p + na);
+    if na == 0 || !matches!(sep, b'/' | b'-' | b'.') {
+        return None;
+    }
+    let (b, nb) = digits_at(bytes, p + na + 1, 2);
+    if nb == 0 || at(bytes, p + na + 1 + nb) != sep {
+        return None;
+    }
+    let q = p + na + 1 + nb + 1;
+    let (c, nc) = digits_at(bytes, q, 4);
+    let end = q + nc;
+    if at(bytes, end).is_ascii_digit() {
+        return None;
+    }
+    let ok = match (na, nc) {
+        (4, 1..=2) => (1900..=2100).contains(&a) && (1..=12).contains(&b) && (1..=31).contains(&c),
+        (1..=2, 2 | 4) => {
+            let year_ok = nc == 2 || (1900..=2100).contains(&c);
+            year_ok
+                && ((1..=31).contains(&a) && (1..=12).contains(&b) || (1..=12).contains(&a) && (1..=31).contains(&b))
+        }
+        _ => false,
+    };
+    ok.then_some(end)
+}
+
+fn month_at(bytes: &[u8], p: usize) -> Option<usize> {
+    let mut e = p;
+    while e - p < 10 && at(bytes, e).is_ascii_alphabetic() {
+        e += 1;
+    }
+    let word = bytes.get(p..e)?;
+    MONTHS.iter().any(|(m, _)| m.as_bytes().eq_ignore_ascii_case(word)).then_some(if at(bytes, e) == b'.' {
+        e + 1
+    } else {
+        e
+    })
+}
+
+fn day_at(bytes: &[u8], p: usize) -> Option<usize> {
+    let (d, n) = digits_at(bytes, p, 2);
+    if n == 0 || !(1..=31).contains(&d) || at(bytes, p + n).is_ascii_digit() {
+        return None;
+    }
+    let mut e = p + n;
+    let suffix = bytes.get(e..e + 2).unwrap_or_default().to_ascii_lowercase();
+    if matches!(suffix.as_slice(), b"st" | b"nd" | b"rd" | b"th") {
+        e += 2;
+    }
+    Some(e)
+}
+
+fn year_at(bytes: &[u8], p: usize) -> Option<usize> {
+    let (y, n) = digits_at(bytes, p, 4);
+    (n == 4 && (1900..=2100).contains(&y) && !at(bytes, p + 4).is_ascii_digit()).then_some(p + 4)
+}
+
+fn textual_date(bytes: &[u8], p: usize) -> Option<usize> {
+    let skip = |mut q: usize| {
+        if at(bytes, q) == b',' {
+            q += 1;
+        }
+        (at(bytes, q) == b' ').then_some(q + 1)
+    };
+    if at(bytes, p).is_ascii_digit() {
+        let mut q = skip(day_at(bytes, p)?)?;
+        if bytes.get(q..q + 3).is_some_and(|w| w.eq_ignore_ascii_case(b"of ")) {
+            q += 3;
+        }
+        let q = skip(month_at(bytes, q)?)?;
+        year_at(bytes, q)
+    } else {
+        let q = skip(month_at(bytes, p)?)?;
+        let q = skip(day_at(bytes, q)?)?;
+        year_at(bytes, q)
+    }
+}
+
+fn date_of_birth(bytes: &[u8], hit: &Hit) -> Option<Finding> {
+    let limit = (hit.end + 40).min(bytes.len());
+    let mut p = hit.end;
+    while p < limit {
+        let b = at(bytes, p);
+        let starts = p == 0 || !at(bytes, p - 1).is_ascii_alphanumeric();
+        if starts && b.is_ascii_alphanumeric() {
+            if let Some(end) = parse_date(bytes, p) {
+                return Some(Finding::new(EntityClass::DateOfBirth, p, end, 0.9, "date_of_birth.cue"));
+            }
+        }
+        // A sentence end closes the window.
+        if b == b'\n' || (b == b'.' && at(bytes, p + 1) == b' ') {
+            break;
+        }
+        p += 1;
+    }
+    None
+}
+
+fn passport(bytes: &[u8], hit: &Hit) -> Option<Finding> {
+    let limit = (hit.end + 40).min(bytes.len());
+    let mut p = hit.end;
+    while p < limit {
+        if !at(bytes, p).is_ascii_alphanumeric() {
+            p += 1;
+            continue;
+        }
+        let mut e = p;
+        while e - p < 16 && at(bytes, e).is_ascii_alphanumeric() {
+            e += 1;
+        }
+        let token = bytes.get(p..e)?;
+        let digits = token.iter().filter(|b| b.is_ascii_digit()).count();
+        let upper_or_digit = token.iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        if (6..=10).contains(&token.len()) && upper_or_digit && digits >= 4 {
+            return Some(Finding::new(EntityClass::Passport, p, e, 0.9, "passport.cue"));
+        }
+        // Filler words between the cue and the number.
+        let filler = token.len() <= 8 && token.iter().all(u8::is_ascii_alphabetic);
+        if !filler {
+            return None;
+        }
+        p = e;
+    }
+    None
+}
+
+const CLINICAL: &[&str] = &[
+    "diagnosed",
+    "diagnosis",
+    "suffer",
+    "suffers",
+    "suffering",
+    "treated",
+    "treatment",
+    "prescribed",
+    "medication",
+    "patient",
+    "living with",
+    "history of",
+    "tested positive",
+    "battling",
+    "condition",
+    "symptoms",
+    "therapy",
+    "managing",
+    "recovering",
+];
+const PERSONAL: &[&str] = &["my", "his", "her", "their", "has", "have", "had", "with", "is", "am", "was", "got"];
+const NOT_PERSONAL: &[&str] = &["research", "awareness", "foundation", "society", "charity", "month", "institute"];
+
+fn health(bytes: &[u8], hit: &Hit) -> Option<Finding> {
+    let clinical_before = window_has(bytes, hit.start.saturating_sub(64), hit.start, CLINICAL);
+    let clinical_after = window_has(bytes, hit.end, hit.end + 24, CLINICAL);
+    let personal = window_has(bytes, hit.start.saturating_sub(20), hit.start, PERSONAL);
+    if window_has(bytes, hit.end, hit.end + 16, NOT_PERSONAL) {
+        return None;
+    }
+    let c = if clinical_before || clinical_after {
+        0.85
+    } else if personal {
+        0.7
+    } else {
+        return None;
+    };
+    Some(Finding::new(EntityClass::Health, hit.start, hit.end, c, "health.condition"))
+}
+
+const CHILD: &[&str] = &[
+    "son",
+    "daughter",
+    "child",
+    "kid",
+    "boy",
+    "girl",
+    "baby",
+    "toddler",
+    "student",
+    "pupil",
+    "nephew",
+    "niece",
+    "grandson",
+    "granddaughter",
+    "minor",
+];
+
+fn minor(bytes: &[u8], hit: &Hit, cue: AgeCue) -> Option<Finding> {
+    let (start, end, age) = match cue {
+        AgeCue::Before => {
+            let mut d_end = hit.start;
+            if matches!(at(bytes, d_end.wrapping_sub(1)), b' ' | b'-') {
+                d_end -= 1;
+            }
+            let mut d_start = d_end;
+            while d_start > 0 && d_end - d_start < 3 && at(bytes, d_start - 1).is_ascii_digit() {
+                d_start -= 1;
+            }
+            if d_start == d_end
+                || d_end - d_start > 2
+                || (d_start > 0 && at(bytes, d_start - 1).is_ascii_alphanumeric())
+            {
+                return None;
+            }
+            let (age, _) = digits_at(bytes, d_start, 2);
+            (d_start, hit.end, age)
+        }
+        AgeCue::After => {
+            let mut p = hit.end;
+            while p - hit.end < 3 && matches!(at(bytes, p), b' ' | b':' | b'=') {
+                p += 1;
+            }
+            let (age, n) = digits_at(bytes, p, 3);
+            if n == 0 || n > 2 || at(bytes, p + n).is_ascii_alphanumeric() && at(bytes, p + n) != b'y' {
+                return None;
+            }
+            (hit.start, p + n, age)
+        }
+    };
+    if age >= 18 {
+        return None;
+    }
+    let child = window_has(bytes, start.saturating_sub(48), (end + 24).min(bytes.len()), CHILD);
+    Some(Finding::new(EntityClass::Minor, start, end, if child { 0.95 } else { 0.8 }, "minor.age"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::DetectorSet;
+    use super::*;
+
+    fn found(text: &str, class: EntityClass) -> Vec<String> {
+        let mut out = Vec::new();
+        DetectorSet::new([class]).scan(text, &mut out);
+        out.iter().map(|f| text[f.start..f.end].to_string()).collect()
+    }
+
+    #[test]
+    fn persons_from_cues_and_lexicon() {
+        assert_eq!(found("Hi Priya, can you help?", EntityClass::Person), ["Priya"]);
+        assert_eq!(found("My name is Zbigniew Kowalczyk.", EntityClass::Person), ["Zbigniew Kowalczyk"]);
+        assert_eq!(found("Please ask Dr. Okonkwo about it", EntityClass::Person), ["Okonkwo"]);
+        assert_eq!(found("Thanks,\nMaria", EntityClass::Person), ["Maria"]);
+        assert_eq!(found("forward it to Sarah Connor today", EntityClass::Person), ["Sarah Connor"]);
+        assert!(
+            found("Hello World", EntityClass::Person).is_empty()
+                || found("Hello World", EntityClass::Person) == ["World"]
+        );
+        assert!(found("the Python Software Foundation", EntityClass::Person).is_empty());
+        assert!(found("I am Happy to help", EntityClass::Person).is_empty());
+    }
+
+    #[test]
+    fn dates_of_birth_need_a_birth_cue() {
+        assert_eq!(found("DOB: 12/03/1985", EntityClass::DateOfBirth), ["12/03/1985"]);
+        assert_eq!(found("I was born on 4 July 1990 in Perth", EntityClass::DateOfBirth), ["4 July 1990"]);
+        assert_eq!(found("date of birth is March 3rd, 1979", EntityClass::DateOfBirth), ["March 3rd, 1979"]);
+        assert_eq!(found("birthdate 1985-03-12", EntityClass::DateOfBirth), ["1985-03-12"]);
+        assert!(found("the meeting is on 12/03/2025", EntityClass::DateOfBirth).is_empty());
+        assert!(found("DOB: 31/31/1985", EntityClass::DateOfBirth).is_empty());
+    }
+
+    #[test]
+    fn passports_need_a_cue() {
+        assert_eq!(found("passport number: N1234567", EntityClass::Passport), ["N1234567"]);
+        assert_eq!(found("my passport is 533401233", EntityClass::Passport), ["533401233"]);
+        assert!(found("the number N1234567", EntityClass::Passport).is_empty());
+    }
+
+    #[test]
+    fn health_needs_personal_or_clinical_context() {
+        assert_eq!(found("She was diagnosed with diabetes last year", EntityClass::Health), ["diabetes"]);
+        assert_eq!(found("my asthma is worse", EntityClass::Health), ["asthma"]);
+        assert!(found("cancer research is funded", EntityClass::Health).is_empty());
+        assert!(found("Diabetes affects millions worldwide", EntityClass::Health).is_empty());
+    }
+
+    #[test]
+    fn minors_by_age() {
+        assert_eq!(found("my son is 7 years old", EntityClass::Minor), ["7 years old"]);
+        assert_eq!(found("a 12-year-old girl", EntityClass::Minor), ["12-year-old"]);
+        assert_eq!(found("patient aged 15", EntityClass::Minor), ["aged 15"]);
+        assert!(found("I am 35 years old", EntityClass::Minor).is_empty());
+    }
+}

@@ -95,3 +95,46 @@ fn a_placeholder_the_client_forged_is_never_expanded() {
     assert!(content.contains("[EMAIL_ffffff]") && content.contains("[EMAIL_000000]"), "{content}");
     assert!(!content.contains('@'), "{content}");
 }
+
+#[test]
+fn a_stream_gets_usage_injected_upstream_and_stripped_for_the_client() {
+    let f = start();
+    // A streaming request without stream_options.
+    let resp = f.send(&Request::post_json("/v1/chat/completions", chat(true)));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    // The provider was asked for usage, with the rest of the body intact.
+    let sent: Value = serde_json::from_str(&f.received_one().body_text()).unwrap();
+    assert_eq!(sent["stream_options"], json!({ "include_usage": true }), "{sent}");
+    assert_eq!(sent["stream"], json!(true));
+    // The client did not ask for it, so it sees no usage chunk, and the
+    // stream still completes with the caller's restored text.
+    let text = resp.text();
+    let events = parse_sse(&text);
+    assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"), "{text}");
+    for e in &events[..events.len() - 1] {
+        let chunk: Value = serde_json::from_str(&e.data).unwrap_or_else(|err| panic!("bad chunk {:?}: {err}", e.data));
+        assert!(chunk.get("usage").is_none_or(Value::is_null), "a usage chunk reached the client:\n{text}");
+        assert!(!chunk["choices"].as_array().is_some_and(Vec::is_empty), "an empty-choices chunk:\n{text}");
+    }
+    assert!(stream_content(&resp).contains(EMAIL));
+}
+
+#[test]
+fn a_client_that_asked_for_usage_gets_its_usage_chunk() {
+    let f = start();
+    let mut body: Value = serde_json::from_str(&chat(true)).unwrap();
+    body["stream_options"] = json!({ "include_usage": true });
+    let resp = f.send(&Request::post_json("/v1/chat/completions", body.to_string()));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let sent: Value = serde_json::from_str(&f.received_one().body_text()).unwrap();
+    assert_eq!(sent["stream_options"], json!({ "include_usage": true }));
+    let text = resp.text();
+    let events = parse_sse(&text);
+    assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"), "{text}");
+    let usage_chunks = events[..events.len() - 1]
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .filter(|c| c["usage"].is_object() && c["choices"].as_array().is_some_and(Vec::is_empty))
+        .count();
+    assert_eq!(usage_chunks, 1, "{text}");
+}

@@ -74,6 +74,13 @@ pub struct StringLeaf {
 /// Receives every string value of the document, in document order.
 pub trait Visitor<'a> {
     fn string(&mut self, path: &[PathSeg<'a>], leaf: StringLeaf);
+
+    /// A number, `true`, `false` or `null` at `path`, spanning `start..end`.
+    fn scalar(&mut self, _path: &[PathSeg<'a>], _start: usize, _end: usize) {}
+
+    /// The object at `path` ends with the `}` at byte `close`; `empty` when
+    /// it has no members. Lets a caller splice a member in before `close`.
+    fn object_end(&mut self, _path: &[PathSeg<'a>], _close: usize, _empty: bool) {}
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +148,7 @@ pub fn walk<'a, V: Visitor<'a>>(src: &'a str, max_depth: usize, visitor: &mut V)
                 push_frame(&mut frames, Frame::Object, max_depth, at)?;
                 p.skip_ws();
                 if p.peek()? == b'}' {
+                    visitor.object_end(&path, p.pos, true);
                     p.pos += 1;
                     frames.pop();
                 } else {
@@ -165,10 +173,22 @@ pub fn walk<'a, V: Visitor<'a>>(src: &'a str, max_depth: usize, visitor: &mut V)
                 let leaf = p.string()?;
                 visitor.string(&path, leaf);
             }
-            b't' => p.literal("true")?,
-            b'f' => p.literal("false")?,
-            b'n' => p.literal("null")?,
-            b'-' | b'0'..=b'9' => p.number()?,
+            b't' => {
+                p.literal("true")?;
+                visitor.scalar(&path, at, p.pos);
+            }
+            b'f' => {
+                p.literal("false")?;
+                visitor.scalar(&path, at, p.pos);
+            }
+            b'n' => {
+                p.literal("null")?;
+                visitor.scalar(&path, at, p.pos);
+            }
+            b'-' | b'0'..=b'9' => {
+                p.number()?;
+                visitor.scalar(&path, at, p.pos);
+            }
             other => return Err(p.err_at(at, JsonErrorKind::UnexpectedByte(other))),
         }
 
@@ -195,7 +215,13 @@ pub fn walk<'a, V: Visitor<'a>>(src: &'a str, max_depth: usize, visitor: &mut V)
                     }
                     continue 'value;
                 }
-                (Frame::Object, b'}') | (Frame::Array, b']') => {
+                (Frame::Object, b'}') => {
+                    p.pos += 1;
+                    path.pop();
+                    frames.pop();
+                    visitor.object_end(&path, at, false);
+                }
+                (Frame::Array, b']') => {
                     p.pos += 1;
                     path.pop();
                     frames.pop();
@@ -505,6 +531,30 @@ mod tests {
         assert!(leaves(&ok).is_ok());
         let too_deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
         assert!(leaves(&too_deep).is_err());
+    }
+
+    #[test]
+    fn scalars_and_object_ends_are_reported_with_spans() {
+        #[derive(Default)]
+        struct Events(Vec<String>);
+        impl<'a> Visitor<'a> for Events {
+            fn string(&mut self, _path: &[PathSeg<'a>], _leaf: StringLeaf) {}
+            fn scalar(&mut self, path: &[PathSeg<'a>], start: usize, end: usize) {
+                self.0.push(format!("{} {start}..{end}", path_to_string(path)));
+            }
+            fn object_end(&mut self, path: &[PathSeg<'a>], close: usize, empty: bool) {
+                self.0.push(format!("{} }} {close} {empty}", path_to_string(path)));
+            }
+        }
+        let src = r#"{"a":true, "b":{ },"c":[null,-1.5e3,{"d":false} ] }"#;
+        let mut e = Events::default();
+        walk(src, 8, &mut e).unwrap();
+        assert_eq!(
+            e.0,
+            ["a 5..9", "b } 17 true", "c[0] 24..28", "c[1] 29..35", "c[2].d 41..46", "c[2] } 46 false", "$ } 50 false"]
+        );
+        assert_eq!((&src[5..9], &src[24..28], &src[29..35], &src[41..46]), ("true", "null", "-1.5e3", "false"));
+        assert_eq!((&src[17..18], &src[46..47], &src[50..51]), ("}", "}", "}"));
     }
 
     #[test]

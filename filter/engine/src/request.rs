@@ -61,6 +61,12 @@ pub struct Decision {
     /// Placeholders issued for `reversible` classes and their values, for
     /// restoring this request's response. In memory only; never logged.
     pub restore: RestoreMap,
+    /// An OpenAI Chat Completions stream whose client did not ask for token
+    /// usage: `stream_options.include_usage` was set to `true` in the body
+    /// sent upstream, so the response stream must drop the extra usage-only
+    /// chunk (after reading its usage) — see
+    /// [`crate::response::ResponseStream::with_injected_usage`].
+    pub injected_usage: bool,
 }
 
 impl Decision {
@@ -113,6 +119,7 @@ impl Engine {
             findings,
             model: None,
             restore: RestoreMap::default(),
+            injected_usage: false,
         };
 
         if let Err(problem) = self.check_body_size(meta, body.len()) {
@@ -122,6 +129,7 @@ impl Engine {
                 findings: Vec::new(),
                 model: None,
                 restore: RestoreMap::default(),
+                injected_usage: false,
             };
         }
         if let Some(encoding) = meta.content_encoding.map(str::trim).filter(|e| !e.eq_ignore_ascii_case("identity")) {
@@ -138,6 +146,7 @@ impl Engine {
                 findings: Vec::new(),
                 model: None,
                 restore: RestoreMap::default(),
+                injected_usage: false,
             };
         }
         let text = match std::str::from_utf8(body) {
@@ -156,7 +165,7 @@ impl Engine {
         } else {
             scan.part(Scope::Other, None, StringLeaf { start: 0, end: text.len(), escaped: false });
         }
-        let Scan { findings, edits, roles, internal_error, model, restore, .. } = scan;
+        let Scan { findings, edits, roles, internal_error, model, restore, usage, .. } = scan;
         let findings = resolve_roles(findings, &roles);
 
         let block = |kind, detail, findings| Decision { model: model.clone(), ..block(kind, detail, findings) };
@@ -171,7 +180,24 @@ impl Engine {
             let detail = format!("the request contains data of class {} which policy blocks", classes.join(", "));
             return block(ProblemKind::BlockedContent, detail, findings);
         }
-        let verdict = if !enforce || edits.is_empty() {
+        // Redactions are edits in enforce mode only (`Scan::part`).
+        let redacted = enforce && !edits.is_empty();
+        let mut edits = if redacted { edits } else { Vec::new() };
+        // The usage injection gives the audit event token usage for every
+        // stream (the extra chunk is stripped again). Monitor mode promises
+        // that nothing is rewritten, so it asks for no usage there.
+        let usage_edit = if enforce { usage.edit(codec, text) } else { None };
+        let injected_usage = match usage_edit {
+            Some(edit) => {
+                edits.push(edit);
+                // A zero-width insert at a `}` or a literal's span: never
+                // inside a redacted string, so sorting keeps edits disjoint.
+                edits.sort_by_key(|e| e.start);
+                true
+            }
+            None => false,
+        };
+        let verdict = if edits.is_empty() {
             Verdict::Allow
         } else {
             match splice(body, &edits) {
@@ -180,8 +206,8 @@ impl Engine {
             }
         };
         // Nothing was replaced (monitor mode, or a block): nothing to restore.
-        let restore = if matches!(verdict, Verdict::Rewrite(_)) { restore } else { RestoreMap::default() };
-        Decision { verdict, codec, findings, model, restore }
+        let restore = if redacted { restore } else { RestoreMap::default() };
+        Decision { verdict, codec, findings, model, restore, injected_usage }
     }
 }
 
@@ -196,6 +222,7 @@ struct Scan<'e, 't> {
     internal_error: Option<String>,
     model: Option<String>,
     restore: RestoreMap,
+    usage: UsageProbe,
     // Reused buffers: one allocation per request, not per string.
     found: Vec<Finding>,
     offset_map: Vec<u32>,
@@ -213,6 +240,7 @@ impl<'e, 't> Scan<'e, 't> {
             internal_error: None,
             model: None,
             restore: RestoreMap::default(),
+            usage: UsageProbe::default(),
             found: Vec::new(),
             offset_map: Vec::new(),
         }
@@ -290,6 +318,9 @@ impl<'a> Visitor<'a> for Scan<'_, '_> {
         if self.internal_error.is_some() {
             return;
         }
+        if self.codec == Codec::OpenAiChat {
+            self.usage.value(path, UsageValue::Other);
+        }
         if self.codec != Codec::PlainText && matches!(path, [top] if top.is_key("model")) {
             let raw = self.text.get(leaf.start..leaf.end).unwrap_or_default();
             // Bounded: a model name is short; anything else is not worth auditing whole.
@@ -307,6 +338,97 @@ impl<'a> Visitor<'a> for Scan<'_, '_> {
         }
         if let Some(scope) = self.codec.classify(path) {
             self.part(scope, Some(path), leaf);
+        }
+    }
+
+    fn scalar(&mut self, path: &[PathSeg<'a>], start: usize, end: usize) {
+        if self.codec == Codec::OpenAiChat {
+            let value = match self.text.get(start..end) {
+                Some("true") => UsageValue::True,
+                Some("false") => UsageValue::Literal(start, end),
+                Some("null") => UsageValue::Literal(start, end),
+                _ => UsageValue::Other,
+            };
+            self.usage.value(path, value);
+        }
+    }
+
+    fn object_end(&mut self, path: &[PathSeg<'a>], close: usize, empty: bool) {
+        if self.codec == Codec::OpenAiChat {
+            match path {
+                [] => self.usage.top = Some(close),
+                _ => self.usage.value(path, UsageValue::Object(close, empty)),
+            }
+        }
+    }
+}
+
+/// A top-level member the usage injection cares about, as the walk saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UsageValue {
+    True,
+    /// `false` or `null`, and its span.
+    Literal(usize, usize),
+    /// An object: its closing `}` and whether it is empty.
+    Object(usize, bool),
+    /// A string, a number or anything else.
+    Other,
+}
+
+/// What an OpenAI Chat Completions request says about streaming and usage:
+/// `stream`, `stream_options`, `stream_options.include_usage` (the last
+/// occurrence of a duplicated key wins, as in most JSON parsers).
+#[derive(Debug, Default)]
+struct UsageProbe {
+    stream: Option<UsageValue>,
+    options: Option<UsageValue>,
+    include_usage: Option<UsageValue>,
+    /// The closing `}` of the top-level object.
+    top: Option<usize>,
+}
+
+impl UsageProbe {
+    fn value(&mut self, path: &[PathSeg<'_>], value: UsageValue) {
+        match path {
+            [k] if k.is_key("stream") => self.stream = Some(value),
+            [k] if k.is_key("stream_options") => self.options = Some(value),
+            [o, k] if o.is_key("stream_options") && k.is_key("include_usage") => self.include_usage = Some(value),
+            // Something nested inside `include_usage` (an invalid request):
+            // it is there, and not `true`; leave it for the provider to refuse.
+            [o, k, ..] if o.is_key("stream_options") && k.is_key("include_usage") => {
+                self.include_usage = Some(UsageValue::Other)
+            }
+            _ => {}
+        }
+    }
+
+    /// The edit that makes a streaming Chat Completions request report token
+    /// usage in a final chunk, if the client did not ask for it.
+    ///
+    /// An explicit `"include_usage": false` (or `null`) is overridden to
+    /// `true` like an absent one: the client still gets what it asked for —
+    /// no usage chunk, because the response stream strips the injected one —
+    /// and the audit event gets the usage it needs. Respecting `false` would
+    /// only lose the audit record's token counts, with no difference the
+    /// client could observe. A value of any other type is left alone for
+    /// the provider to reject.
+    fn edit(&self, codec: Codec, text: &str) -> Option<Edit> {
+        if codec != Codec::OpenAiChat || self.stream != Some(UsageValue::True) {
+            return None;
+        }
+        let insert = |at: usize, replacement: &str| Edit { start: at, end: at, replacement: replacement.to_owned() };
+        match (self.options, self.include_usage) {
+            (_, Some(UsageValue::True | UsageValue::Object(..) | UsageValue::Other)) => None,
+            (_, Some(UsageValue::Literal(start, end))) => Some(Edit { start, end, replacement: "true".into() }),
+            (Some(UsageValue::Object(close, empty)), None) => {
+                Some(insert(close, if empty { "\"include_usage\":true" } else { ",\"include_usage\":true" }))
+            }
+            (Some(UsageValue::Literal(start, end)), None) if text.get(start..end) == Some("null") => {
+                Some(Edit { start, end, replacement: "{\"include_usage\":true}".into() })
+            }
+            (Some(_), None) => None,
+            // `stream` is a member, so the top-level object is not empty.
+            (None, None) => self.top.map(|close| insert(close, ",\"stream_options\":{\"include_usage\":true}")),
         }
     }
 }
@@ -525,6 +647,113 @@ mod tests {
         let body = br#"{"messages":[{"content":"a@b.co c@d.co 4111111111111111"}]}"#;
         let d = engine().evaluate_request(&chat("/v1/chat/completions"), body);
         assert_eq!(d.counts_by_class(), [(EntityClass::Email, 2), (EntityClass::CreditCard, 1)]);
+    }
+
+    /// The body sent upstream (the original when allowed) and the flag.
+    fn usage_injection(e: &Engine, path: &str, body: &str) -> (String, bool) {
+        let d = e.evaluate_request(&chat(path), body.as_bytes());
+        let out = match &d.verdict {
+            Verdict::Allow => body.to_owned(),
+            Verdict::Rewrite(b) => String::from_utf8(b.clone()).unwrap(),
+            Verdict::Block(p) => panic!("unexpected block {p:?}"),
+        };
+        serde_json::from_str::<Value>(&out).unwrap_or_else(|err| panic!("{err}: {out}"));
+        (out, d.injected_usage)
+    }
+
+    #[test]
+    fn streaming_chat_requests_get_include_usage_spliced_in() {
+        let e = engine();
+        let path = "/v1/chat/completions";
+        let cases: &[(&str, &str)] = &[
+            // No stream_options: a member before the top-level `}`.
+            (
+                r#"{"model":"m","stream":true,"messages":[]}"#,
+                r#"{"model":"m","stream":true,"messages":[],"stream_options":{"include_usage":true}}"#,
+            ),
+            // Whitespace before the `}` is kept as it was.
+            (
+                "{\"stream\" : true,\n \"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]\n}",
+                "{\"stream\" : true,\n \"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]\n,\"stream_options\":{\"include_usage\":true}}",
+            ),
+            // An empty stream_options, and one with other members.
+            (r#"{"stream_options":{},"stream":true}"#, r#"{"stream_options":{"include_usage":true},"stream":true}"#),
+            (
+                r#"{"stream":true,"stream_options":{"x":1 },"n":1}"#,
+                r#"{"stream":true,"stream_options":{"x":1 ,"include_usage":true},"n":1}"#,
+            ),
+            (r#"{"stream":true,"stream_options":null}"#, r#"{"stream":true,"stream_options":{"include_usage":true}}"#),
+            // Explicit false (or null) is overridden; the stream strips the chunk.
+            (
+                r#"{"stream":true,"stream_options":{"include_usage":false}}"#,
+                r#"{"stream":true,"stream_options":{"include_usage":true}}"#,
+            ),
+            (
+                r#"{"stream":true,"stream_options":{"include_usage":null,"y":2}}"#,
+                r#"{"stream":true,"stream_options":{"include_usage":true,"y":2}}"#,
+            ),
+            // Escaped keys are the same keys.
+            (
+                r#"{"str\u0065am":true,"stream_options":{"include_\u0075sage":false}}"#,
+                r#"{"str\u0065am":true,"stream_options":{"include_\u0075sage":true}}"#,
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(usage_injection(&e, path, body), ((*want).to_owned(), true), "{body}");
+        }
+        // Azure deployments and query strings are Chat Completions too.
+        let azure = "/openai/deployments/d/chat/completions?api-version=2024-06-01";
+        assert!(usage_injection(&e, azure, r#"{"stream":true}"#).1);
+    }
+
+    #[test]
+    fn include_usage_the_client_asked_for_and_other_requests_are_untouched() {
+        let e = engine();
+        let untouched: &[(&str, &str)] = &[
+            ("/v1/chat/completions", r#"{"stream":true,"stream_options":{"include_usage":true},"messages":[]}"#),
+            ("/v1/chat/completions", r#"{"stream":false,"messages":[]}"#),
+            ("/v1/chat/completions", r#"{"messages":[]}"#),
+            ("/v1/chat/completions", r#"{"stream":"true","messages":[]}"#),
+            ("/v1/chat/completions", r#"{"stream":1}"#),
+            // Nested `stream` members are not the request's.
+            ("/v1/chat/completions", r#"{"metadata":{"stream":true}}"#),
+            // Invalid stream_options: left for the provider to refuse.
+            ("/v1/chat/completions", r#"{"stream":true,"stream_options":"x"}"#),
+            ("/v1/chat/completions", r#"{"stream":true,"stream_options":false}"#),
+            ("/v1/chat/completions", r#"{"stream":true,"stream_options":{"include_usage":"no"}}"#),
+            ("/v1/chat/completions", r#"{"stream":true,"stream_options":{"include_usage":{"a":1}}}"#),
+            // Other APIs stream usage on their own terms.
+            ("/v1/responses", r#"{"stream":true,"input":"hi"}"#),
+            ("/v1/messages", r#"{"stream":true,"messages":[]}"#),
+            ("/v1/embeddings", r#"{"stream":true,"input":"hi"}"#),
+        ];
+        for (path, body) in untouched {
+            assert_eq!(usage_injection(&e, path, body), ((*body).to_owned(), false), "{path} {body}");
+        }
+    }
+
+    #[test]
+    fn usage_injection_composes_with_redaction_and_monitor_mode() {
+        let body = r#"{"stream":true,"messages":[{"role":"user","content":"mail a@b.co"}]}"#;
+        let d = engine().evaluate_request(&chat("/v1/chat/completions"), body.as_bytes());
+        let out = rewritten(&d);
+        assert!(d.injected_usage);
+        assert!(out.starts_with(r#"{"stream":true,"messages":[{"role":"user","content":"mail [EMAIL_"#), "{out}");
+        assert!(out.ends_with(r#""}],"stream_options":{"include_usage":true}}"#), "{out}");
+        // Reversible values are kept for the response only when redacted.
+        let e = engine_with(r#"{"EMAIL":{"action":"reversible"}}"#, "enforce");
+        assert_eq!(e.evaluate_request(&chat("/v1/chat/completions"), body.as_bytes()).restore.len(), 1);
+        // Monitor mode rewrites nothing at all: no redaction, no usage
+        // injection, no restore map.
+        let e = engine_with(r#"{"EMAIL":{"action":"reversible"}}"#, "monitor");
+        let d = e.evaluate_request(&chat("/v1/chat/completions"), body.as_bytes());
+        assert_eq!(d.verdict, Verdict::Allow);
+        assert!(!d.injected_usage);
+        assert!(d.restore.is_empty());
+        // A block sends nothing upstream and injects nothing.
+        let e = engine_with(r#"{"EMAIL":{"action":"block"}}"#, "enforce");
+        let d = e.evaluate_request(&chat("/v1/chat/completions"), body.as_bytes());
+        assert!(matches!(d.verdict, Verdict::Block(_)) && !d.injected_usage);
     }
 
     mod properties {

@@ -656,6 +656,12 @@ pub struct ResponseStream {
     /// Gemini JSON array: an element is being processed.
     in_element: bool,
     max_depth: usize,
+    /// OpenAI chat: the request was given `stream_options.include_usage`
+    /// by meshward, so the usage-only chunk is read and then dropped.
+    strip_usage: bool,
+    /// The event just dropped ended in a CR whose LF may arrive alone (the
+    /// SSE parser hands it out as a data-less event): drop that LF too.
+    dropped_cr: bool,
 }
 
 impl ResponseStream {
@@ -680,7 +686,19 @@ impl ResponseStream {
             elements: 0,
             in_element: false,
             max_depth: engine.limits.max_json_depth,
+            strip_usage: false,
+            dropped_cr: false,
         }
+    }
+
+    /// Tells the stream that meshward injected `stream_options.include_usage`
+    /// into the request ([`crate::Decision::injected_usage`]): the final
+    /// usage-only chunk (`choices` empty, `usage` set) of an OpenAI Chat
+    /// Completions stream is then read for the report and not forwarded, so
+    /// the client sees the stream it asked for.
+    pub fn with_injected_usage(mut self, injected: bool) -> ResponseStream {
+        self.strip_usage = injected && self.api == Api::OpenAiChat;
+        self
     }
 
     /// Everything seen so far: findings, restored placeholders, usage, and
@@ -982,6 +1000,9 @@ impl ResponseStream {
     // -- framings -----------------------------------------------------------
 
     fn sse_event(&mut self, engine: &Engine, e: SseEvent) -> Result<Vec<u8>, String> {
+        if std::mem::take(&mut self.dropped_cr) && e.data.is_none() && e.raw == b"\n" {
+            return Ok(Vec::new());
+        }
         let Some(data) = e.data.as_deref() else {
             return Ok(e.raw);
         };
@@ -999,6 +1020,10 @@ impl ResponseStream {
             }
             Payload::Changed(mut pre, new) => {
                 pre.extend(e.with_data(&new));
+                Ok(pre)
+            }
+            Payload::Drop(pre) => {
+                self.dropped_cr = e.raw.last() == Some(&b'\r');
                 Ok(pre)
             }
         }
@@ -1028,6 +1053,11 @@ impl ResponseStream {
                         pre.extend(new.into_bytes());
                         pre
                     }
+                    // Only OpenAI chat SSE drops events; never a JSON-array element.
+                    Payload::Drop(mut pre) => {
+                        pre.extend(text.into_bytes());
+                        pre
+                    }
                 })
             }
         }
@@ -1053,6 +1083,7 @@ impl ResponseStream {
                 pre.extend(Message { headers: m.headers, payload: new.into_bytes() }.encode());
                 Ok(pre)
             }
+            Payload::Drop(pre) => Ok(pre),
         }
     }
 
@@ -1093,8 +1124,13 @@ impl ResponseStream {
     }
 
     fn openai_chat(&mut self, engine: &Engine, v: &Value, data: &str) -> Result<Payload, String> {
-        if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+        let usage = v.get("usage").filter(|u| u.is_object());
+        if let Some(u) = usage {
             self.report.usage.read(u);
+            let usage_only = v.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
+            if self.strip_usage && usage_only {
+                return Ok(Payload::Drop(Vec::new()));
+            }
         }
         let envelope: Vec<(String, Value)> = ["id", "object", "created", "model", "system_fingerprint"]
             .iter()
@@ -1369,6 +1405,9 @@ enum Step {
 enum Payload {
     Same(Vec<u8>),
     Changed(Vec<u8>, String),
+    /// Send only what precedes it; the event itself is dropped (the usage
+    /// chunk meshward asked for on the client's behalf).
+    Drop(Vec<u8>),
 }
 
 impl Payload {
@@ -1385,9 +1424,120 @@ impl Payload {
             return;
         }
         let pre = match self {
-            Payload::Same(pre) | Payload::Changed(pre, _) => pre,
+            Payload::Same(pre) | Payload::Changed(pre, _) | Payload::Drop(pre) => pre,
         };
         first.append(pre);
         *pre = first;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Secrets;
+
+    fn engine() -> Engine {
+        let policy = r#"{"meshward_policy":1,"name":"t","version":"1","mode":"enforce","detection":{"classes":{"EMAIL":{"action":"redact"}}}}"#;
+        let secrets = Secrets { placeholder_key: Some("unit-test-placeholder-key-0123456789".into()) };
+        Engine::from_json(policy.as_bytes(), &secrets).unwrap()
+    }
+
+    fn meta(path: &str) -> ResponseMeta<'_> {
+        ResponseMeta {
+            request_id: "req-1",
+            request_path: path,
+            content_type: Some("text/event-stream"),
+            content_encoding: None,
+            status: 200,
+        }
+    }
+
+    const ENVELOPE: &str = r#""id":"c1","object":"chat.completion.chunk","created":1,"model":"m""#;
+
+    fn chunk(rest: &str) -> String {
+        format!("data: {{{ENVELOPE},{rest}}}\n\n")
+    }
+
+    /// A chat stream (LF or CRLF line ends) and the usage chunk in it.
+    fn chat_stream(crlf: bool) -> (String, String) {
+        let usage = chunk(r#""choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}"#);
+        let stream = [
+            chunk(r#""choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]"#),
+            ": keep-alive\n\n".to_owned(),
+            chunk(r#""choices":[{"index":0,"delta":{"content":"Hello "},"finish_reason":null}]"#),
+            chunk(r#""choices":[{"index":0,"delta":{"content":"there."},"finish_reason":null}]"#),
+            chunk(r#""choices":[{"index":0,"delta":{},"finish_reason":"stop"}]"#),
+            usage.clone(),
+            "data: [DONE]\n\n".to_owned(),
+        ]
+        .concat();
+        if crlf {
+            (stream.replace('\n', "\r\n"), usage.replace('\n', "\r\n"))
+        } else {
+            (stream, usage)
+        }
+    }
+
+    fn run(e: &Engine, path: &str, injected: bool, pieces: &[&[u8]]) -> (Vec<u8>, ResponseReport) {
+        let mut s = e.response_stream(&meta(path), RestoreMap::default()).with_injected_usage(injected);
+        let mut out = Vec::new();
+        for p in pieces {
+            out.extend(s.push(e, p));
+        }
+        out.extend(s.finish(e));
+        (out, s.report().clone())
+    }
+
+    const USAGE: Usage = Usage { input_tokens: Some(9), output_tokens: Some(3), total_tokens: Some(12) };
+
+    #[test]
+    fn the_injected_usage_chunk_is_read_then_dropped_at_every_split() {
+        let e = engine();
+        for crlf in [false, true] {
+            let (input, usage) = chat_stream(crlf);
+            // What the client would see had it asked for usage, less exactly
+            // the usage chunk.
+            let (asked, _) = run(&e, "/v1/chat/completions", false, &[input.as_bytes()]);
+            let asked = String::from_utf8(asked).unwrap();
+            assert_eq!(asked.matches(&usage).count(), 1, "{asked}");
+            let want = asked.replace(&usage, "");
+            let bytes = input.as_bytes();
+            let mut chunkings: Vec<Vec<&[u8]>> = vec![vec![bytes], bytes.chunks(1).collect()];
+            chunkings.extend((0..=bytes.len()).map(|cut| vec![&bytes[..cut], &bytes[cut..]]));
+            for pieces in &chunkings {
+                let (out, report) = run(&e, "/v1/chat/completions", true, pieces);
+                assert_eq!(String::from_utf8(out).unwrap(), want, "{} pieces", pieces.len());
+                assert_eq!(report.usage, USAGE);
+                assert!(report.problem.is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn without_the_flag_or_for_other_apis_the_usage_chunk_passes() {
+        let e = engine();
+        let (input, usage) = chat_stream(false);
+        // The client asked for usage itself: the chunk goes out as it came.
+        let (out, report) = run(&e, "/v1/chat/completions", false, &[input.as_bytes()]);
+        assert!(String::from_utf8(out).unwrap().ends_with(&format!("{usage}data: [DONE]\n\n")));
+        assert_eq!(report.usage, USAGE);
+        // The flag means nothing outside Chat Completions.
+        let (out, _) = run(&e, "/v1/somewhere", true, &[input.as_bytes()]);
+        assert!(String::from_utf8(out).unwrap().ends_with(&format!("{usage}data: [DONE]\n\n")));
+    }
+
+    #[test]
+    fn only_a_usage_only_chunk_is_dropped() {
+        let e = engine();
+        // Usage on a chunk that still carries a choice (some compatible
+        // providers do this) is content: it goes out.
+        let with_choice =
+            chunk(r#""choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":1}"#);
+        // An empty `choices` without usage is not ours to drop either.
+        let no_usage = chunk(r#""choices":[]"#);
+        let input = [with_choice.as_str(), no_usage.as_str(), "data: [DONE]\n\n"].concat();
+        let (out, report) = run(&e, "/v1/chat/completions", true, &[input.as_bytes()]);
+        assert_eq!(String::from_utf8(out).unwrap(), input);
+        assert_eq!(report.usage.input_tokens, Some(1));
     }
 }

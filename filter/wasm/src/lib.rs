@@ -258,8 +258,12 @@ impl HttpContext for Stream {
         // The values behind this request's reversible placeholders move to
         // the response side; the decision kept for audit no longer holds them.
         let restore = self.decision.as_mut().map(|d| std::mem::take(&mut d.restore)).unwrap_or_default();
+        // The request went upstream with `stream_options.include_usage`
+        // added by us: the response stream strips the extra usage chunk.
+        let injected_usage = self.decision.as_ref().is_some_and(|d| d.injected_usage);
         let engine = self.engine.clone();
-        self.response.on_headers(engine.as_deref(), &self.head.request_id, &self.head.path, restore, end_of_stream)
+        let (id, path) = (&self.head.request_id, &self.head.path);
+        self.response.on_headers(engine.as_deref(), id, path, restore, injected_usage, end_of_stream)
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

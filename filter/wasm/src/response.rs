@@ -74,6 +74,7 @@ impl ResponseState {
         request_id: &str,
         request_path: &str,
         restore: RestoreMap,
+        injected_usage: bool,
         end_of_stream: bool,
     ) -> Action {
         if !matches!(self.phase, Phase::Headers) {
@@ -122,7 +123,7 @@ impl ResponseState {
         }
         if self.meta().framing().is_stream() {
             let restore = std::mem::take(&mut self.restore);
-            let stream = engine.response_stream(&self.meta(), restore);
+            let stream = engine.response_stream(&self.meta(), restore).with_injected_usage(injected_usage);
             self.phase = Phase::Stream(Box::new(stream));
         } else {
             self.phase = Phase::Buffer;

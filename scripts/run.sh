@@ -8,7 +8,7 @@
 #
 # Overrides (environment): MESHWARD_LISTEN (127.0.0.1:10000), MESHWARD_ADMIN
 # (127.0.0.1:9901), MESHWARD_PROVIDER (127.0.0.1:8300), MESHWARD_SINK
-# (127.0.0.1:8400), MESHWARD_POLICY (policies/default.json), MESHWARD_ENVOY,
+# (127.0.0.1:8400), MESHWARD_POLICY (policies/demo.json: the default policy with audit on), MESHWARD_ENVOY,
 # MESHWARD_WASM, MESHWARD_RUN_DIR (.run), MESHWARD_PLACEHOLDER_KEY (random per
 # session when unset), MESHWARD_ENVOY_CONCURRENCY (2). Hosts are IP literals.
 set -euo pipefail
@@ -19,7 +19,7 @@ LISTEN=${MESHWARD_LISTEN:-127.0.0.1:10000}
 ADMIN=${MESHWARD_ADMIN:-127.0.0.1:9901}
 PROVIDER=${MESHWARD_PROVIDER:-127.0.0.1:8300}
 SINK=${MESHWARD_SINK:-127.0.0.1:8400}
-POLICY=${MESHWARD_POLICY:-$ROOT/policies/default.json}
+POLICY=${MESHWARD_POLICY:-$ROOT/policies/demo.json}
 ENVOY=${MESHWARD_ENVOY:-$ROOT/.venv/bin/envoy}
 WASM=${MESHWARD_WASM:-$ROOT/target/wasm32-wasip1/release/meshward_filter.wasm}
 RUN_DIR=${MESHWARD_RUN_DIR:-$ROOT/.run}
@@ -241,6 +241,9 @@ What to look for:
   - streaming: add "stream":true to the body and use curl -N — an SSE stream of
     chat.completion.chunk events ending in data: [DONE];
   - a malformed body (-d '{oops') gets a 400 application/problem+json with the request id;
+  - the audit trail (one signed event per request, counts and hashes, never values;
+    events leave every 0.5 s):   curl -s http://$SINK/v1/entries
+    its signed checkpoint:        curl -s http://$SINK/checkpoint
   - Envoy stats: curl -s http://$ADMIN/stats | grep wasm
   - logs: $RUN_DIR/*.log
 

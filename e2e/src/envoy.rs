@@ -32,6 +32,9 @@ const LISTENER_NAME: &str = "meshward_ingress";
 pub const PLACEHOLDER_KEY_VAR: &str = "MESHWARD_PLACEHOLDER_KEY";
 pub const AUDIT_SECRET_VAR: &str = "MESHWARD_AUDIT_SECRET";
 
+/// `MESHWARD_AUDIT_SECRET` for configs whose policy enables audit.
+pub const TEST_AUDIT_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
 /// The key the tests give the filter unless told otherwise.
 pub const TEST_PLACEHOLDER_KEY: &str = "meshward-e2e-placeholder-key-0123456789abcdef0123456789abcdef";
 
@@ -135,6 +138,7 @@ pub fn validate(config: &Path) -> Result<String, Error> {
         .arg(config)
         .arg("--disable-hot-restart")
         .env(PLACEHOLDER_KEY_VAR, TEST_PLACEHOLDER_KEY)
+        .env(AUDIT_SECRET_VAR, TEST_AUDIT_SECRET)
         .output()
         .map_err(io(format!("running {}", envoy.display())))?;
     let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

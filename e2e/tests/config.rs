@@ -135,6 +135,8 @@ fn run_script_renders_a_valid_config_with_the_design_ports() {
     // Same renderer rules as the harness: identical output for the same input.
     let mut cfg = EnvoyConfig::new("127.0.0.1:8300".parse().unwrap()).unwrap();
     cfg.sink = "127.0.0.1:8400".parse().unwrap();
+    // `make run` ships decisions to its sink: it loads the demo policy.
+    cfg.policy_json = paths::read(&paths::root().join("policies/demo.json")).unwrap();
     let ours = render_for(&cfg, Some(&wasm)).unwrap().replace("port_value: 0 }", "PORT }");
     let theirs = rendered.replace("port_value: 10000 }", "PORT }").replace("port_value: 9901 }", "PORT }");
     assert_eq!(ours, theirs, "run.sh and the harness render differently");

@@ -172,8 +172,11 @@ impl Stream {
         if !engine.should_audit(outcome) {
             return;
         }
-        let route =
-            abi::property(&["xds", "route_name"]).ok().flatten().map(|r| String::from_utf8_lossy(&r).into_owned());
+        let route = abi::property(&["xds", "route_name"])
+            .ok()
+            .flatten()
+            .filter(|r| !r.is_empty())
+            .map(|r| String::from_utf8_lossy(&r).into_owned());
         let ctx = EventContext {
             request_id: &self.head.request_id,
             tenant: DEFAULT_TENANT,

@@ -10,7 +10,7 @@
 //! figures are the request path's. Envoy runs with `--concurrency 1`; the
 //! load generator shares the machine, so compare ratios, not absolutes.
 //!
-//! Usage: `meshward-bench [--quick]` (MESHWARD_ENVOY / MESHWARD_WASM as for the tests).
+//! Usage: `meshward-bench [--quick] [--policy FILE]` (MESHWARD_ENVOY / MESHWARD_WASM as for the tests).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -26,7 +26,14 @@ const WRITE_GAP: Duration = Duration::from_micros(500);
 const REPLY: &[u8] = br#"{"id":"chatcmpl-bench","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--policy FILE`: measure another policy than policies/default.json.
+    let policy = args
+        .iter()
+        .position(|a| a == "--policy")
+        .and_then(|i| args.get(i + 1))
+        .map(|path| std::fs::read_to_string(path).unwrap_or_else(|e| die(&format!("{path}: {e}"))));
     let upstream = start_upstream();
     let sizes = [1024usize, 16 * 1024, 256 * 1024];
     let bodies: Vec<Vec<u8>> = sizes.iter().map(|&n| chat_body(n)).collect();
@@ -41,6 +48,9 @@ fn main() {
     for with_filter in [false, true] {
         let mut cfg = EnvoyConfig::new(upstream).unwrap_or_else(|e| die(&e.to_string()));
         cfg.with_filter = with_filter;
+        if let Some(policy) = &policy {
+            cfg.policy_json = policy.clone();
+        }
         let envoy = Envoy::start(&cfg).unwrap_or_else(|e| die(&e.to_string()));
         for (size, body) in sizes.iter().zip(&bodies) {
             let (n_lat, secs) = match (quick, *size) {

@@ -164,26 +164,17 @@ const CONDITIONS: &[&str] = &["diabetes", "asthma", "epilepsy", "depression", "H
 const MONTHS: &[&str] = &["January", "March", "April", "July", "September", "November", "Feb", "Oct"];
 
 fn luhn_digit(body: &[u8]) -> u8 {
-    // The check digit that makes body+digit pass Luhn.
-    let sum: u32 = body
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            let d = u32::from(d);
-            if i % 2 == 0 {
-                let x = d * 2;
-                if x > 9 {
-                    x - 9
-                } else {
-                    x
-                }
-            } else {
-                d
+    // The one check digit that makes body+digit pass the engine's Luhn check.
+    let mut number = body.to_vec();
+    number.push(0);
+    (0..10u8)
+        .find(|&c| {
+            if let Some(last) = number.last_mut() {
+                *last = c;
             }
+            meshward_engine::detect::luhn_valid(&number)
         })
-        .sum();
-    ((10 - sum % 10) % 10) as u8
+        .unwrap_or(0)
 }
 
 fn to_str(d: &[u8]) -> String {

@@ -137,6 +137,11 @@ fn every_decision_reaches_the_sink_without_raw_values() {
     // The filter counts what it shipped (Envoy prefixes custom metrics).
     let sent = fx.envoy.stat("wasmcustom.meshward_audit_events_sent").unwrap();
     assert_eq!(sent, Some(3));
+    // Request metrics agree with the events.
+    for (action, n) in [("redact", 1), ("block", 1), ("allow", 1)] {
+        assert_eq!(fx.envoy.stat(&format!("wasmcustom.meshward_requests_{action}")).unwrap(), Some(n), "{action}");
+    }
+    assert_eq!(fx.envoy.stat("wasmcustom.meshward_findings_email").unwrap(), Some(1));
 }
 
 #[test]

@@ -13,6 +13,7 @@ use meshward_audit_proto::Secret;
 use serde::Deserialize;
 
 use crate::policy::{Engine, Mode};
+use crate::problem::ProblemKind;
 use crate::request::{Decision, Verdict};
 use crate::response::ResponseReport;
 use crate::EngineError;
@@ -178,14 +179,16 @@ impl Engine {
                     Verdict::Block(_) => Action::Block,
                 };
                 let verdict = match (&d.verdict, d.findings.is_empty()) {
-                    (Verdict::Block(_), _) => "block",
-                    (_, true) => "pass",
-                    (Verdict::Rewrite(_), false) => "redact",
-                    (Verdict::Allow, false) if monitor => "monitor",
-                    (Verdict::Allow, false) => "flag",
+                    (Verdict::Block(p), _) if p.kind == ProblemKind::BlockedContent => Some("block"),
+                    // Refused before scanning (malformed, too large, ...).
+                    (Verdict::Block(_), _) => None,
+                    (_, true) => Some("pass"),
+                    (Verdict::Rewrite(_), false) => Some("redact"),
+                    (Verdict::Allow, false) if monitor => Some("monitor"),
+                    (Verdict::Allow, false) => Some("flag"),
                 };
-                let pii =
-                    GuardOutcome { name: "pii".into(), status: GuardStatus::Scanned, verdict: Some(verdict.into()) };
+                let status = if verdict.is_some() { GuardStatus::Scanned } else { GuardStatus::Skipped };
+                let pii = GuardOutcome { name: "pii".into(), status, verdict: verdict.map(str::to_owned) };
                 let counts: BTreeMap<String, u64> =
                     d.counts_by_class().into_iter().map(|(class, n)| (class.name().to_owned(), n as u64)).collect();
                 (action, pii, counts, d.model.clone())
@@ -342,7 +345,10 @@ mod tests {
         let meta = RequestMeta { request_id: "r", path: "/v1/chat/completions", ..Default::default() };
         let bad = e.evaluate_request(&meta, b"{");
         assert!(e.should_audit(Outcome::Decided(&bad)));
-        assert_eq!(e.decision_event(&ctx(), Outcome::Decided(&bad), None).action, Action::Block);
+        let refused = e.decision_event(&ctx(), Outcome::Decided(&bad), None);
+        assert_eq!(refused.action, Action::Block);
+        // A malformed body was never scanned: the guard says so, not "block".
+        assert_eq!((refused.guards[0].status, refused.guards[0].verdict.as_deref()), (GuardStatus::Skipped, None));
         let clean = e.evaluate_request(&meta, br#"{"messages":[]}"#);
         assert!(!e.should_audit(Outcome::Decided(&clean)), "include_clean=false skips clean requests");
         assert!(!e.should_audit(Outcome::NoBody));

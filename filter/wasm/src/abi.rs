@@ -323,6 +323,7 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> HostResult<()> {
 pub enum MetricType {
     Counter = 0,
     Gauge = 1,
+    Histogram = 2,
 }
 
 pub fn define_metric(kind: MetricType, name: &str) -> HostResult<u32> {

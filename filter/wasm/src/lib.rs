@@ -13,6 +13,7 @@
 
 mod abi;
 mod audit;
+mod metrics;
 mod response;
 
 use std::rc::Rc;
@@ -31,7 +32,12 @@ proxy_wasm::main! {{
         abi::log(Level::Error, &format!("meshward: panic: {info}"));
     }));
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { engine: None, audit: Rc::new(audit::Runtime::new()), shipper: None })
+        Box::new(Root {
+            engine: None,
+            audit: Rc::new(audit::Runtime::new()),
+            metrics: Rc::new(metrics::Metrics::define()),
+            shipper: None,
+        })
     });
 }}
 
@@ -40,6 +46,7 @@ proxy_wasm::main! {{
 struct Root {
     engine: Option<Rc<Engine>>,
     audit: Rc<audit::Runtime>,
+    metrics: Rc<metrics::Metrics>,
     shipper: Option<audit::Shipper>,
 }
 
@@ -107,6 +114,7 @@ impl RootContext for Root {
         Some(Box::new(Stream {
             engine: self.engine.clone(),
             audit: self.audit.clone(),
+            metrics: self.metrics.clone(),
             head: RequestHead::default(),
             buffered: 0,
             decided: false,
@@ -142,6 +150,7 @@ impl RequestHead {
 struct Stream {
     engine: Option<Rc<Engine>>,
     audit: Rc<audit::Runtime>,
+    metrics: Rc<metrics::Metrics>,
     /// The engine's decision, kept for the audit event (rewritten body dropped).
     decision: Option<Decision>,
     /// Refused outside the engine (no policy, internal error, limits, audit full).
@@ -161,22 +170,25 @@ struct Stream {
 impl Context for Stream {}
 
 impl Stream {
-    /// One decision event per request, queued when the stream ends.
-    fn queue_audit_event(&mut self) {
+    /// When the stream ends: one decision event per request, counted in the
+    /// metrics and, when policy audits it, queued for the sink.
+    fn finish_exchange(&mut self) {
         let Some(engine) = self.engine.clone() else { return };
         let outcome = match (&self.decision, self.refused) {
             (Some(decision), _) => Outcome::Decided(decision),
             (None, true) => Outcome::Refused,
             (None, false) => Outcome::NoBody,
         };
-        if !engine.should_audit(outcome) {
-            return;
-        }
-        let route = abi::property(&["xds", "route_name"])
-            .ok()
-            .flatten()
-            .filter(|r| !r.is_empty())
-            .map(|r| String::from_utf8_lossy(&r).into_owned());
+        let audited = engine.should_audit(outcome);
+        let route = if audited {
+            abi::property(&["xds", "route_name"])
+                .ok()
+                .flatten()
+                .filter(|r| !r.is_empty())
+                .map(|r| String::from_utf8_lossy(&r).into_owned())
+        } else {
+            None
+        };
         let ctx = EventContext {
             request_id: &self.head.request_id,
             tenant: DEFAULT_TENANT,
@@ -185,9 +197,15 @@ impl Stream {
             unix_ms: (abi::now_nanos() / 1_000_000) as i64,
             filter_time_us: self.filter_nanos / 1000,
             instance_id: &self.audit.instance_id,
-            seq: self.audit.next_seq(),
+            // Only audited events take a sequence number, so the sink's gap
+            // detection sees exactly the events that were dropped.
+            seq: if audited { self.audit.next_seq() } else { 0 },
         };
         let event = engine.decision_event(&ctx, outcome, self.response.report.as_ref());
+        self.metrics.record(&event);
+        if !audited {
+            return;
+        }
         match serde_json::to_vec(&event) {
             Ok(bytes) => self.audit.enqueue(&self.head.request_id, &bytes),
             Err(e) => abi::log(Level::Error, &format!("meshward: cannot serialise audit event: {e}")),
@@ -286,7 +304,7 @@ impl HttpContext for Stream {
     }
 
     fn on_log(&mut self) {
-        self.queue_audit_event();
+        self.finish_exchange();
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {

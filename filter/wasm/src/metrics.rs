@@ -1,0 +1,69 @@
+//! Request metrics, as Envoy custom metrics (shown with the `wasmcustom.`
+//! prefix at `/stats` and `/stats/prometheus`). They are a projection of the
+//! decision event, so metrics and the audit trail can never disagree:
+//!
+//! - `meshward_requests_{allow,redact,block}` — exchanges by final action;
+//! - `meshward_findings_<class>` — findings by class, request and response;
+//! - `meshward_blocks_<guard>` — blocks by guard (`pii`, `pii_response`);
+//! - `meshward_filter_time_us` — histogram of time spent deciding.
+//!
+//! Labels never carry values, request ids or anything else per request.
+
+use std::collections::BTreeMap;
+
+use meshward_audit_proto::event::{Action, DecisionEvent};
+use meshward_engine::detect::EntityClass;
+
+use crate::abi::{self, MetricType};
+
+const GUARDS: [&str; 2] = ["pii", "pii_response"];
+
+pub struct Metrics {
+    requests: [Option<u32>; 3],
+    findings: BTreeMap<&'static str, u32>,
+    blocks: BTreeMap<&'static str, u32>,
+    filter_time: Option<u32>,
+}
+
+impl Metrics {
+    /// Defines every metric once per VM; a metric the host refuses is
+    /// simply not recorded.
+    pub fn define() -> Metrics {
+        let counter = |name: &str| abi::define_metric(MetricType::Counter, name).ok();
+        let requests = ["allow", "redact", "block"].map(|action| counter(&format!("meshward_requests_{action}")));
+        let findings = EntityClass::ALL
+            .iter()
+            .filter_map(|c| {
+                let id = counter(&format!("meshward_findings_{}", c.name().to_ascii_lowercase()))?;
+                Some((c.name(), id))
+            })
+            .collect();
+        let blocks = GUARDS.iter().filter_map(|g| Some((*g, counter(&format!("meshward_blocks_{g}"))?))).collect();
+        let filter_time = abi::define_metric(MetricType::Histogram, "meshward_filter_time_us").ok();
+        Metrics { requests, findings, blocks, filter_time }
+    }
+
+    pub fn record(&self, event: &DecisionEvent) {
+        let slot = match event.action {
+            Action::Allow => 0,
+            Action::Redact => 1,
+            Action::Block => 2,
+        };
+        if let Some(Some(id)) = self.requests.get(slot) {
+            abi::increment_metric(*id, 1);
+        }
+        for (class, n) in event.findings.iter().chain(&event.response_findings) {
+            if let Some(id) = self.findings.get(class.as_str()) {
+                abi::increment_metric(*id, i64::try_from(*n).unwrap_or(i64::MAX));
+            }
+        }
+        for guard in event.guards.iter().filter(|g| g.verdict.as_deref() == Some("block")) {
+            if let Some(id) = self.blocks.get(guard.name.as_str()) {
+                abi::increment_metric(*id, 1);
+            }
+        }
+        if let Some(id) = self.filter_time {
+            abi::record_metric(id, event.filter_time_us);
+        }
+    }
+}

@@ -8,6 +8,7 @@
 use std::io::{self, BufRead, Read, Write};
 use std::process::ExitCode;
 
+use meshward_engine::audit::{EventContext, Outcome};
 use meshward_engine::detect::{DetectorSet, EntityClass, Finding};
 use meshward_engine::policy::Secrets;
 use meshward_engine::request::{Decision, FindingReport};
@@ -135,19 +136,16 @@ fn check_report(engine: &Engine, decision: &Decision) -> Value {
         }
     };
     let findings: Vec<Value> = decision.findings.iter().map(finding_report).collect();
-    let pii_verdict = match (&decision.verdict, decision.findings.is_empty()) {
-        (_, true) => "clean",
-        (Verdict::Block(_), false) => "block",
-        (Verdict::Rewrite(_), false) => "redact",
-        (Verdict::Allow, false) => "flag",
-    };
+    // Guards and classification exactly as the filter's decision event
+    // reports them: one definition for the CLI, audit and metrics.
+    let event = engine.decision_event(&EventContext::default(), Outcome::Decided(decision), None);
     json!({
         "action": action,
         "status": status,
         "body": body,
         "findings": findings,
-        "classification": { "level": null, "rationale": ["no classification ladder is implemented yet"] },
-        "guards": [{ "name": "pii", "status": "scanned", "verdict": pii_verdict }],
+        "classification": event.classification,
+        "guards": event.guards,
         "problem": problem,
         "policy": { "name": engine.name, "version": engine.version },
         "codec": decision.codec.name(),

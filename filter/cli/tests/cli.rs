@@ -38,6 +38,9 @@ fn check_rewrites_and_reports_findings() {
     let v = json_out(&out);
     assert_eq!(v["action"], "redact");
     assert_eq!(v["status"], 200);
+    assert_eq!(v["guards"][0]["name"], "pii");
+    assert_eq!(v["guards"][0]["status"], "scanned");
+    assert_eq!(v["guards"][0]["verdict"], "redact");
     let rewritten = v["body"].as_str().unwrap();
     assert!(!rewritten.contains("jane@example.com") && !rewritten.contains("4111"));
     let findings = v["findings"].as_array().unwrap();
@@ -56,6 +59,8 @@ fn check_blocks_malformed_json_with_exit_1() {
     assert_eq!(v["action"], "block");
     assert_eq!(v["status"], 400);
     assert_eq!(v["problem"]["request_id"], "r-9");
+    // The body was never scanned: the guard says so (as in the audit event).
+    assert_eq!(v["guards"][0]["status"], "skipped");
 }
 
 #[test]

@@ -44,6 +44,7 @@ pub enum Level {
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_get_log_level(return_level: *mut u32) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -105,6 +106,23 @@ fn status(code: u32) -> HostResult<()> {
     } else {
         Err(HostStatus(code))
     }
+}
+
+thread_local! {
+    /// Whether the host logs debug lines; read at configure time so hot
+    /// paths skip formatting messages nobody will see.
+    static DEBUG_ENABLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Reads the host's log level (`proxy_get_log_level`) and caches it.
+pub fn refresh_log_level() {
+    let mut level = 0;
+    let enabled = unsafe { proxy_get_log_level(&mut level) } == OK && level <= Level::Debug as u32;
+    DEBUG_ENABLED.with(|d| d.set(enabled));
+}
+
+pub fn debug_enabled() -> bool {
+    DEBUG_ENABLED.with(|d| d.get())
 }
 
 pub fn log(level: Level, message: &str) {

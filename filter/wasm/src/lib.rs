@@ -60,6 +60,7 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        abi::refresh_log_level();
         let config = match abi::get_buffer(Buffer::PluginConfiguration, 0, plugin_configuration_size) {
             Ok(Some(config)) if !config.is_empty() => config,
             Ok(_) => {
@@ -350,7 +351,7 @@ impl Stream {
         let started = abi::now_nanos();
         let mut decision = engine.evaluate_request(&self.head.meta(), &body);
         self.filter_nanos += abi::now_nanos().saturating_sub(started);
-        if !decision.findings.is_empty() {
+        if abi::debug_enabled() && !decision.findings.is_empty() {
             let counts: Vec<String> =
                 decision.counts_by_class().iter().map(|(class, n)| format!("{class}={n}")).collect();
             // Debug only: a line per request at info costs real time under

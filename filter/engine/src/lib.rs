@@ -14,6 +14,8 @@
 //!   model will read (and in which role) for OpenAI, or every leaf for
 //!   unknown JSON.
 //! - [`detect`]: detectors (e-mail, payment cards, ...) over one text part.
+//! - [`guard`]: guards over the whole request: classification, injection,
+//!   allow-lists.
 //! - [`placeholder`]: typed, keyed placeholders such as `[EMAIL_1a2b3c]`.
 //! - [`request`]: the request pipeline: limits → codec → detect → splice the
 //!   replacements into the original bytes → a [`Decision`].
@@ -33,6 +35,7 @@ pub mod audit;
 pub mod codec;
 pub mod detect;
 mod error;
+pub mod guard;
 pub mod json;
 pub mod placeholder;
 pub mod policy;

@@ -84,6 +84,10 @@ pub struct Actor {
 pub struct PolicyRef {
     pub name: String,
     pub version: String,
+    /// `sha256:<hex>` of the canonical policy document: which rules were in
+    /// force, whatever the author called the version.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -225,7 +229,7 @@ pub(crate) fn sample(seq: u64) -> DecisionEvent {
         route: Some("openai".into()),
         provider: Some("openai".into()),
         model: Some("gpt-4o".into()),
-        policy: PolicyRef { name: "default".into(), version: "3".into() },
+        policy: PolicyRef { name: "default".into(), version: "3".into(), digest: String::new() },
         action: Action::Redact,
         monitor: false,
         guards: vec![

@@ -60,7 +60,7 @@ pub fn event(tenant: &str, instance: &str, seq: u64, action: Action, classes: &[
         route: Some("openai-chat".into()),
         provider: Some("openai".into()),
         model: Some("gpt-4o-mini".into()),
-        policy: PolicyRef { name: "default".into(), version: "1".into() },
+        policy: PolicyRef { name: "default".into(), version: "1".into(), digest: String::new() },
         action,
         monitor: false,
         guards: vec![GuardOutcome { name: "pii".into(), status: GuardStatus::Scanned, verdict: Some("ok".into()) }],

@@ -12,12 +12,18 @@ fn policy_path() -> String {
 }
 
 fn run(args: &[&str], stdin: &str, key: Option<&str>) -> Output {
+    let env: Vec<(&str, &str)> = key.map(|k| ("MESHWARD_PLACEHOLDER_KEY", k)).into_iter().collect();
+    run_env(args, stdin, &env)
+}
+
+/// Runs the binary with exactly these meshward variables set.
+fn run_env(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshward"));
     cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.env_remove("MESHWARD_PLACEHOLDER_KEY");
-    if let Some(key) = key {
-        cmd.env("MESHWARD_PLACEHOLDER_KEY", key);
+    for name in ["MESHWARD_PLACEHOLDER_KEY", "MESHWARD_POLICY_PUBLIC_KEY", "MESHWARD_APPROVAL_KEY"] {
+        cmd.env_remove(name);
     }
+    cmd.envs(env.iter().copied());
     let mut child = cmd.spawn().unwrap();
     // A usage error may exit before reading its input: a broken pipe is fine.
     if let Err(e) = child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
@@ -123,4 +129,116 @@ fn scan_reports_the_catalogue_with_subtypes() {
         ]
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("AKIA"));
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("meshward-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn lint_reports_the_digest_profiles_and_needed_secrets() {
+    let out = run(&["policy", "lint", &policy_path()], "", None);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json_out(&out);
+    assert_eq!(v["ok"], true);
+    assert!(v["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(v["needs_env"], serde_json::json!(["MESHWARD_PLACEHOLDER_KEY"]));
+    assert_eq!(v["profiles"][0]["tenant"], "default");
+}
+
+#[test]
+fn lint_explains_an_error_with_its_json_path() {
+    let dir = temp_dir("lint");
+    let file = dir.join("bad.json");
+    std::fs::write(
+        &file,
+        r#"{"meshward_policy":1,"name":"x","version":"1","tenants":{"acme":{"roles":{"admin":{"mode":"loud"}}}}}"#,
+    )
+    .unwrap();
+    let out = run(&["policy", "lint", file.to_str().unwrap()], "", None);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json_out(&out);
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["errors"][0]["path"], "tenants.acme.roles.admin.mode");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error at tenants.acme.roles.admin.mode"));
+}
+
+#[test]
+fn signed_packs_are_required_once_a_key_is_configured() {
+    let dir = temp_dir("sign");
+    let key = dir.join("policy.key");
+    let out = run(&["policy", "keygen", "--out", key.to_str().unwrap()], "", None);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8(out.stdout).unwrap();
+    let public = line.trim().strip_prefix("MESHWARD_POLICY_PUBLIC_KEY=").unwrap().to_owned();
+    // The key file is private and never overwritten.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    assert_eq!(run(&["policy", "keygen", "--out", key.to_str().unwrap()], "", None).status.code(), Some(2));
+
+    let out = run(&["policy", "sign", "--key", key.to_str().unwrap(), &policy_path()], "", None);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let signed = dir.join("signed.json");
+    std::fs::write(&signed, &out.stdout).unwrap();
+
+    let env = [("MESHWARD_POLICY_PUBLIC_KEY", public.as_str()), ("MESHWARD_PLACEHOLDER_KEY", KEY)];
+    let body = r#"{"messages":[{"role":"user","content":"jane@example.com"}]}"#;
+    let ok = run_env(&["check", "--policy", signed.to_str().unwrap()], body, &env);
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    let v = json_out(&ok);
+    assert_eq!(v["action"], "redact");
+    // Signing does not change the policy's identity.
+    let plain = json_out(&run(&["policy", "lint", &policy_path()], "", None));
+    assert_eq!(v["policy"]["digest"], plain["digest"]);
+
+    let unsigned = run_env(&["check", "--policy", &policy_path()], body, &env);
+    assert_eq!(unsigned.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unsigned.stderr).contains("only a signed policy pack"));
+
+    let tampered = String::from_utf8(std::fs::read(&signed).unwrap()).unwrap().replace("\"redact\"", "\"flag\"");
+    let tampered_file = dir.join("tampered.json");
+    std::fs::write(&tampered_file, tampered).unwrap();
+    let out = run_env(&["check", "--policy", tampered_file.to_str().unwrap()], body, &env);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match the policy"));
+}
+
+#[test]
+fn check_selects_the_tenant_and_role_profile() {
+    let dir = temp_dir("tenant");
+    let file = dir.join("tenants.json");
+    std::fs::write(
+        &file,
+        r#"{"meshward_policy":1,"name":"t","version":"1",
+            "detection":{"classes":{"EMAIL":{"action":"redact"}}},
+            "identity":{"tenant":{"header":"x-tenant"},"unknown_tenant":"deny"},
+            "tenants":{"acme":{"detection":{"classes":{"EMAIL":{"action":"block"}}},
+                               "roles":{"auditor":{"mode":"monitor"}}}}}"#,
+    )
+    .unwrap();
+    let body = r#"{"messages":[{"role":"user","content":"jane@example.com"}]}"#;
+    let check = |extra: &[&str]| {
+        let mut args = vec!["check", "--policy", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        run(&args, body, Some(KEY))
+    };
+    let base = check(&[]);
+    assert_eq!((base.status.code(), json_out(&base)["action"].clone()), (Some(0), "redact".into()));
+    let acme = check(&["--tenant", "acme"]);
+    assert_eq!(acme.status.code(), Some(1));
+    assert_eq!(json_out(&acme)["tenant"], "acme");
+    let auditor = check(&["--tenant", "acme", "--role", "auditor"]);
+    assert_eq!(auditor.status.code(), Some(0), "monitor mode blocks nothing");
+    assert_eq!(json_out(&auditor)["role"], "auditor");
+    let unknown = check(&["--tenant", "initech"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    let v = json_out(&unknown);
+    assert_eq!(v["problem"]["type"], "urn:meshward:problem:unknown-tenant");
+    assert!(!v.to_string().contains("initech"), "the caller's tenant is not echoed");
 }

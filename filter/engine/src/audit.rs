@@ -128,7 +128,9 @@ pub fn signing_secret(config: &AuditConfig, value: Option<&str>) -> Result<Optio
 #[derive(Debug, Clone, Default)]
 pub struct EventContext<'a> {
     pub request_id: &'a str,
-    pub tenant: &'a str,
+    /// The caller as the identity section found it (not policy names).
+    pub subject: Option<&'a str>,
+    pub role: Option<&'a str>,
     pub route: Option<&'a str>,
     /// The upstream host (`:authority`), naming the provider endpoint.
     pub provider: Option<&'a str>,
@@ -241,12 +243,12 @@ impl Engine {
             event_id: format!("{}-{}", ctx.instance_id, ctx.seq),
             time: format_rfc3339_ms(ctx.unix_ms),
             request_id: ctx.request_id.to_owned(),
-            tenant: ctx.tenant.to_owned(),
-            actor: Actor::default(),
+            tenant: self.tenant.clone(),
+            actor: Actor { subject: ctx.subject.map(|s| bounded(s, 256)), role: ctx.role.map(|r| bounded(r, 256)) },
             route: ctx.route.map(str::to_owned),
             provider: ctx.provider.map(str::to_owned),
             model,
-            policy: PolicyRef { name: self.name.clone(), version: self.version.clone() },
+            policy: PolicyRef { name: self.name.clone(), version: self.version.clone(), digest: self.digest.clone() },
             action,
             monitor,
             guards,
@@ -265,6 +267,11 @@ impl Engine {
     }
 }
 
+/// At most `max` characters of a caller-supplied value.
+fn bounded(value: &str, max: usize) -> String {
+    value.chars().take(max).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,14 +284,18 @@ mod tests {
         let policy = format!(
             r#"{{"meshward_policy":1,"name":"p","version":"7","detection":{{"classes":{{"EMAIL":{{"action":"redact"}}}}}},"audit":{audit}}}"#
         );
-        Engine::from_json(policy.as_bytes(), &Secrets { placeholder_key: Some("audit-test-key-0123456789".into()) })
-            .unwrap()
+        Engine::from_json(
+            policy.as_bytes(),
+            &Secrets { placeholder_key: Some("audit-test-key-0123456789".into()), ..Secrets::default() },
+        )
+        .unwrap()
     }
 
     fn ctx() -> EventContext<'static> {
         EventContext {
             request_id: "req-1",
-            tenant: "default",
+            subject: Some("user-42"),
+            role: Some("analyst"),
             route: Some("llm"),
             provider: Some("api.openai.com"),
             unix_ms: 1_700_000_000_123,
@@ -312,7 +323,11 @@ mod tests {
         assert_eq!(event.event_id, "inst-9");
         assert_eq!(event.time, "2023-11-14T22:13:20.123Z");
         assert_eq!(event.guards[0].verdict.as_deref(), Some("redact"));
-        assert_eq!(event.policy, PolicyRef { name: "p".into(), version: "7".into() });
+        assert_eq!((event.policy.name.as_str(), event.policy.version.as_str()), ("p", "7"));
+        assert_eq!(event.policy.digest, e.digest);
+        assert!(event.policy.digest.starts_with("sha256:"));
+        assert_eq!(event.tenant, "default");
+        assert_eq!(event.actor, Actor { subject: Some("user-42".into()), role: Some("analyst".into()) });
     }
 
     #[test]

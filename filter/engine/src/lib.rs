@@ -43,9 +43,11 @@ pub mod problem;
 pub mod request;
 pub mod response;
 pub mod restore;
+pub mod signing;
 pub mod stream;
+pub mod tenant;
 
 pub use error::EngineError;
-pub use policy::Engine;
+pub use policy::{Engine, PolicySet};
 pub use problem::Problem;
 pub use request::{Decision, RequestMeta, Verdict};

@@ -67,10 +67,7 @@ impl PlaceholderKey {
         out.push('[');
         out.push_str(class.name());
         out.push('_');
-        for byte in digest.iter().take(TAG_HEX_DIGITS / 2) {
-            out.push(hex_digit(byte >> 4));
-            out.push(hex_digit(byte & 0xf));
-        }
+        out.push_str(&hex(digest.get(..TAG_HEX_DIGITS / 2).unwrap_or_default()));
         out.push(']');
         out
     }
@@ -91,8 +88,10 @@ fn new_mac(key: &[u8]) -> HmacSha256 {
     }
 }
 
-fn hex_digit(nibble: u8) -> char {
-    char::from_digit(u32::from(nibble), 16).unwrap_or('0')
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let digit = |nibble: u8| char::from_digit(u32::from(nibble), 16).unwrap_or('0');
+    bytes.iter().flat_map(|b| [digit(b >> 4), digit(b & 0xf)]).collect()
 }
 
 #[cfg(test)]

@@ -6,15 +6,18 @@
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::audit::{AuditConfig, AuditDoc};
 use crate::detect::{CustomDetector, CustomSpec, DetectorSet, EntityClass, Finding};
 use crate::placeholder::{MasterKey, PlaceholderKey, KEY_VARIABLE};
+use crate::signing::{open_envelope, policy_digest, PolicyPublicKey, ENVELOPE_MEMBER, PUBLIC_KEY_VARIABLE};
+use crate::tenant::{Identity, IdentityDoc};
 use crate::EngineError;
 
 /// The only policy format version this engine reads.
 pub const POLICY_FORMAT: u32 = 1;
-/// Tenant used until tenant resolution exists (issue 4).
+/// The tenant of requests that name none, unless `identity.default_tenant` says otherwise.
 pub const DEFAULT_TENANT: &str = "default";
 
 #[derive(Debug, Deserialize)]
@@ -31,6 +34,67 @@ struct PolicyDoc {
     limits: LimitsDoc,
     #[serde(default)]
     audit: AuditDoc,
+    #[serde(default)]
+    identity: IdentityDoc,
+    #[serde(default)]
+    tenants: BTreeMap<String, TenantDoc>,
+}
+
+/// A tenant's own policy: every section it gives replaces the base
+/// policy's section of that name whole (no deep merge, so what a tenant
+/// gets is what its section says); `roles` refine it the same way.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantDoc {
+    #[serde(default)]
+    mode: Option<Mode>,
+    #[serde(default)]
+    detection: Option<DetectionDoc>,
+    #[serde(default)]
+    roles: BTreeMap<String, RoleDoc>,
+}
+
+/// A role's refinement of its tenant's policy (same replacement rule).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleDoc {
+    #[serde(default)]
+    mode: Option<Mode>,
+    #[serde(default)]
+    detection: Option<DetectionDoc>,
+}
+
+/// One policy section as a profile inherits it, with the JSON path prefix
+/// of where it was written (for error messages).
+struct Layer<'d, T> {
+    doc: &'d T,
+    at: String,
+}
+
+impl<'d, T> Layer<'d, T> {
+    fn base(doc: &'d T) -> Self {
+        Layer { doc, at: String::new() }
+    }
+
+    /// `own` if the tenant or role wrote the section, else the inherited one.
+    fn refine(&self, own: Option<&'d T>, at: &str) -> Self {
+        match own {
+            Some(doc) => Layer { doc, at: at.to_owned() },
+            None => Layer { doc: self.doc, at: self.at.clone() },
+        }
+    }
+}
+
+/// The sections that make up one tenant's (or role's) profile.
+struct Sections<'d> {
+    mode: Layer<'d, Mode>,
+    detection: Layer<'d, DetectionDoc>,
+}
+
+impl<'d> Sections<'d> {
+    fn refine(&self, mode: Option<&'d Mode>, detection: Option<&'d DetectionDoc>, at: &str) -> Sections<'d> {
+        Sections { mode: self.mode.refine(mode, at), detection: self.detection.refine(detection, at) }
+    }
 }
 
 /// `monitor` evaluates and reports everything but changes and blocks nothing.
@@ -51,7 +115,7 @@ pub enum Mode {
 /// "case_insensitive"}`; their class must have a rule in `classes`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DetectionDoc {
+pub(crate) struct DetectionDoc {
     #[serde(default)]
     classes: BTreeMap<String, ClassRuleDoc>,
     #[serde(default)]
@@ -169,12 +233,60 @@ pub struct Limits {
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
     pub placeholder_key: Option<String>,
+    /// The ed25519 key policy packs must be signed with (base64); when set,
+    /// an unsigned or badly signed policy is refused.
+    pub policy_public_key: Option<String>,
 }
 
 impl Secrets {
     /// Reads the process environment (the VM environment inside Envoy).
     pub fn from_env() -> Secrets {
-        Secrets { placeholder_key: std::env::var(KEY_VARIABLE).ok().filter(|v| !v.is_empty()) }
+        let read = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Secrets {
+            placeholder_key: read(KEY_VARIABLE),
+            policy_public_key: read(PUBLIC_KEY_VARIABLE),
+            ..Secrets::default()
+        }
+    }
+}
+
+/// A whole policy document compiled: one [`Engine`] per tenant and role.
+#[derive(Debug, Clone)]
+pub struct PolicySet {
+    pub name: String,
+    pub version: String,
+    /// `sha256:<hex>` of the canonical policy (see [`crate::signing`]).
+    pub digest: String,
+    /// The key id a signed pack was verified with.
+    pub signed_by: Option<String>,
+    pub identity: Identity,
+    base: Arc<Engine>,
+    tenants: BTreeMap<String, TenantProfiles>,
+}
+
+/// Profiles are shared (`Arc`) so a request holds its own handle to the
+/// profile that decided it, even while a new configuration replaces the set.
+#[derive(Debug, Clone)]
+struct TenantProfiles {
+    own: Arc<Engine>,
+    roles: BTreeMap<String, Arc<Engine>>,
+}
+
+/// Why a request has no profile: its tenant is not in the policy and the
+/// policy denies unknown tenants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownTenant;
+
+impl UnknownTenant {
+    /// The refusal (the tenant's name is not echoed: it is caller input).
+    pub fn problem(&self, meta: &crate::RequestMeta<'_>) -> crate::Problem {
+        let instance = meta.path.split('?').next().unwrap_or_default();
+        crate::Problem::new(
+            crate::problem::ProblemKind::UnknownTenant,
+            "the request's tenant is not configured and policy denies unknown tenants",
+            instance,
+            meta.request_id,
+        )
     }
 }
 
@@ -183,6 +295,11 @@ impl Secrets {
 pub struct Engine {
     pub name: String,
     pub version: String,
+    /// The policy's identity, carried by every decision.
+    pub digest: String,
+    /// The tenant (and role) this profile was compiled for.
+    pub tenant: String,
+    pub role: Option<String>,
     pub mode: Mode,
     pub limits: Limits,
     pub audit: AuditConfig,
@@ -193,19 +310,61 @@ pub struct Engine {
     pub(crate) placeholder_key: Option<PlaceholderKey>,
 }
 
-impl Engine {
-    /// Parses, validates and compiles a policy document.
-    pub fn from_json(policy: &[u8], secrets: &Secrets) -> Result<Engine, EngineError> {
-        let mut de = serde_json::Deserializer::from_slice(policy);
-        let doc: PolicyDoc = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            EngineError::Policy { path: if path == "." { "$".into() } else { path }, message: e.inner().to_string() }
-        })?;
-        de.end().map_err(|e| policy_error("$", e.to_string()))?;
-        Self::compile(doc, secrets)
+impl PolicySet {
+    /// Parses, verifies (when a policy key is configured), validates and
+    /// compiles a policy document or signed pack.
+    pub fn from_json(document: &[u8], secrets: &Secrets) -> Result<PolicySet, EngineError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(document).map_err(|e| policy_error("$", e.to_string()))?;
+        let public_key = secrets.policy_public_key.as_deref().map(PolicyPublicKey::parse).transpose()?;
+        let (doc, digest, signed_by) = match open_envelope(&value)? {
+            Some(envelope) => {
+                let signed_by = match &public_key {
+                    Some(key) => {
+                        envelope.verify(key)?;
+                        Some(key.id().to_owned())
+                    }
+                    None => None,
+                };
+                let digest = policy_digest(&envelope.policy);
+                let doc: PolicyDoc = serde_path_to_error::deserialize(envelope.policy).map_err(|e| {
+                    let path = e.path().to_string();
+                    let path = if path == "." { "policy".into() } else { format!("policy.{path}") };
+                    EngineError::Policy { path, message: e.inner().to_string() }
+                })?;
+                (doc, digest, signed_by)
+            }
+            None => {
+                if public_key.is_some() {
+                    return Err(policy_error(
+                        "$",
+                        format!(
+                            "{PUBLIC_KEY_VARIABLE} is set, so only a signed policy pack ({ENVELOPE_MEMBER}) is \
+                             accepted; sign this policy with `meshward policy sign`"
+                        ),
+                    ));
+                }
+                // From the bytes, not the value: duplicate members are errors.
+                let mut de = serde_json::Deserializer::from_slice(document);
+                let doc: PolicyDoc = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                    let path = e.path().to_string();
+                    EngineError::Policy {
+                        path: if path == "." { "$".into() } else { path },
+                        message: e.inner().to_string(),
+                    }
+                })?;
+                (doc, policy_digest(&value), None)
+            }
+        };
+        Self::compile(doc, digest, signed_by, secrets)
     }
 
-    fn compile(doc: PolicyDoc, secrets: &Secrets) -> Result<Engine, EngineError> {
+    fn compile(
+        doc: PolicyDoc,
+        digest: String,
+        signed_by: Option<String>,
+        secrets: &Secrets,
+    ) -> Result<PolicySet, EngineError> {
         if doc.meshward_policy != POLICY_FORMAT {
             return Err(policy_error(
                 "meshward_policy",
@@ -225,18 +384,123 @@ impl Engine {
         if !(1..=1024).contains(&limits.max_json_depth) {
             return Err(policy_error("limits.max_json_depth", "must be between 1 and 1024".into()));
         }
+        let identity = Identity::compile(&doc.identity)?;
+        let common = Common {
+            name: doc.name.clone(),
+            version: doc.version.clone(),
+            digest: digest.clone(),
+            limits,
+            audit: AuditConfig::compile(doc.audit)?,
+        };
+        let master = secrets.placeholder_key.as_deref().map(MasterKey::new).transpose()?;
 
+        let base_sections = Sections { mode: Layer::base(&doc.mode), detection: Layer::base(&doc.detection) };
+        let base = Arc::new(Engine::compile_profile(
+            &common,
+            &base_sections,
+            &identity.default_tenant,
+            None,
+            master.as_ref(),
+        )?);
+        let mut tenants = BTreeMap::new();
+        for (name, tenant) in &doc.tenants {
+            let at = format!("tenants.{name}.");
+            crate::tenant::check_name(name).map_err(|m| policy_error(&format!("tenants.{name}"), m))?;
+            let sections = base_sections.refine(tenant.mode.as_ref(), tenant.detection.as_ref(), &at);
+            let own = Arc::new(Engine::compile_profile(&common, &sections, name, None, master.as_ref())?);
+            let mut roles = BTreeMap::new();
+            for (role, refinement) in &tenant.roles {
+                let at = format!("{at}roles.{role}.");
+                crate::tenant::check_name(role)
+                    .map_err(|m| policy_error(&format!("tenants.{name}.roles.{role}"), m))?;
+                let sections = sections.refine(refinement.mode.as_ref(), refinement.detection.as_ref(), &at);
+                let engine = Engine::compile_profile(&common, &sections, name, Some(role), master.as_ref())?;
+                roles.insert(role.clone(), Arc::new(engine));
+            }
+            tenants.insert(name.clone(), TenantProfiles { own, roles });
+        }
+        Ok(PolicySet { name: doc.name, version: doc.version, digest, signed_by, identity, base, tenants })
+    }
+
+    /// The profile for a tenant and role, as the caller's identity names
+    /// them (`None`: not stated). `roles` may list several (a claim such as
+    /// `"admin editor"` or `"admin,editor"`); the first one the tenant
+    /// refines wins.
+    pub fn select(&self, tenant: Option<&str>, roles: Option<&str>) -> Result<&Arc<Engine>, UnknownTenant> {
+        let tenant = tenant.map(str::trim).filter(|t| !t.is_empty());
+        let profiles = match tenant {
+            None => return Ok(&self.base),
+            Some(name) => match self.tenants.get(name) {
+                Some(profiles) => profiles,
+                None if name == self.identity.default_tenant => return Ok(&self.base),
+                None => {
+                    return match self.identity.unknown_tenant {
+                        crate::tenant::UnknownTenantRule::Default => Ok(&self.base),
+                        crate::tenant::UnknownTenantRule::Deny => Err(UnknownTenant),
+                    }
+                }
+            },
+        };
+        let chosen = roles
+            .into_iter()
+            .flat_map(|r| r.split(|c: char| c == ',' || c.is_whitespace()))
+            .find_map(|role| profiles.roles.get(role));
+        Ok(chosen.unwrap_or(&profiles.own))
+    }
+
+    /// The profile of requests that name no tenant.
+    pub fn default_profile(&self) -> &Arc<Engine> {
+        &self.base
+    }
+
+    /// Every compiled profile: the base, then each tenant and its roles.
+    pub fn profiles(&self) -> impl Iterator<Item = &Engine> {
+        let tenants = self.tenants.values().flat_map(|t| std::iter::once(&t.own).chain(t.roles.values()));
+        std::iter::once(&self.base).chain(tenants).map(Arc::as_ref)
+    }
+
+    /// The profile of requests that name no tenant, owned.
+    pub fn into_default_profile(self) -> Engine {
+        Arc::try_unwrap(self.base).unwrap_or_else(|shared| (*shared).clone())
+    }
+}
+
+/// What every profile of a policy shares.
+struct Common {
+    name: String,
+    version: String,
+    digest: String,
+    limits: Limits,
+    audit: AuditConfig,
+}
+
+impl Engine {
+    /// Parses, validates and compiles a policy document, and returns the
+    /// profile of requests that name no tenant (see [`PolicySet`] for all).
+    pub fn from_json(policy: &[u8], secrets: &Secrets) -> Result<Engine, EngineError> {
+        PolicySet::from_json(policy, secrets).map(PolicySet::into_default_profile)
+    }
+
+    fn compile_profile(
+        common: &Common,
+        sections: &Sections<'_>,
+        tenant: &str,
+        role: Option<&str>,
+        master: Option<&MasterKey>,
+    ) -> Result<Engine, EngineError> {
+        let detection = sections.detection.doc;
+        let at = sections.detection.at.as_str();
         let mut rules = BTreeMap::new();
         let mut response_rules = BTreeMap::new();
-        for (name, rule) in &doc.detection.classes {
-            let path = format!("detection.classes.{name}");
+        for (name, rule) in &detection.classes {
+            let path = format!("{at}detection.classes.{name}");
             let Some(class) = EntityClass::from_name(name) else {
                 let known: Vec<_> = EntityClass::ALL.iter().map(|c| c.name()).collect();
                 return Err(policy_error(&path, format!("unknown class; known classes: {}", known.join(", "))));
             };
-            let check = |value: Option<f32>, at: &str| match value {
+            let check = |value: Option<f32>, side: &str| match value {
                 Some(v) if !(0.0..=1.0).contains(&v) => {
-                    Err(policy_error(&format!("{path}{at}.min_confidence"), "must be between 0 and 1".into()))
+                    Err(policy_error(&format!("{path}{side}.min_confidence"), "must be between 0 and 1".into()))
                 }
                 _ => Ok(value),
             };
@@ -263,8 +527,8 @@ impl Engine {
         }
 
         let mut custom = Vec::new();
-        for (i, c) in doc.detection.custom.iter().enumerate() {
-            let path = format!("detection.custom[{i}]");
+        for (i, c) in detection.custom.iter().enumerate() {
+            let path = format!("{at}detection.custom[{i}]");
             if c.name.trim().is_empty() {
                 return Err(policy_error(&format!("{path}.name"), "must not be empty".into()));
             }
@@ -305,12 +569,8 @@ impl Engine {
             custom.push(detector);
         }
 
-        let needs_key = rules
-            .values()
-            .chain(response_rules.values())
-            .any(|r| matches!(r.action, ClassAction::Redact | ClassAction::Reversible));
-        let placeholder_key = match (&secrets.placeholder_key, needs_key) {
-            (Some(value), _) => Some(MasterKey::new(value)?.tenant_key(DEFAULT_TENANT)),
+        let placeholder_key = match (master, replaces_values(&rules, &response_rules)) {
+            (Some(master), _) => Some(master.tenant_key(tenant)),
             (None, true) => {
                 return Err(EngineError::MissingSecret {
                     variable: KEY_VARIABLE,
@@ -320,18 +580,25 @@ impl Engine {
             (None, false) => None,
         };
 
-        let audit = AuditConfig::compile(doc.audit)?;
         Ok(Engine {
-            name: doc.name,
-            version: doc.version,
-            mode: doc.mode,
-            limits,
-            audit,
+            name: common.name.clone(),
+            version: common.version.clone(),
+            digest: common.digest.clone(),
+            tenant: tenant.to_owned(),
+            role: role.map(str::to_owned),
+            mode: *sections.mode.doc,
+            limits: common.limits,
+            audit: common.audit.clone(),
             detectors: DetectorSet::with_custom(rules.keys().chain(response_rules.keys()).copied(), custom),
             rules,
             response_rules,
             placeholder_key,
         })
+    }
+
+    /// Whether this profile replaces values, so needs `MESHWARD_PLACEHOLDER_KEY`.
+    pub fn redacts(&self) -> bool {
+        replaces_values(&self.rules, &self.response_rules)
     }
 
     pub fn rule(&self, class: EntityClass) -> Option<ClassRule> {
@@ -367,6 +634,16 @@ impl Engine {
     }
 }
 
+fn replaces_values(
+    rules: &BTreeMap<EntityClass, ClassRule>,
+    response_rules: &BTreeMap<EntityClass, ClassRule>,
+) -> bool {
+    rules
+        .values()
+        .chain(response_rules.values())
+        .any(|r| matches!(r.action, ClassAction::Redact | ClassAction::Reversible))
+}
+
 fn policy_error(path: &str, message: String) -> EngineError {
     EngineError::Policy { path: path.to_owned(), message }
 }
@@ -376,7 +653,7 @@ mod tests {
     use super::*;
 
     fn secrets() -> Secrets {
-        Secrets { placeholder_key: Some("test-placeholder-key-0123456789".into()) }
+        Secrets { placeholder_key: Some("test-placeholder-key-0123456789".into()), ..Secrets::default() }
     }
 
     fn compile(json: &str) -> Result<Engine, EngineError> {

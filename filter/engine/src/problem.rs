@@ -22,6 +22,23 @@ pub enum ProblemKind {
     ResponseBlocked,
     /// The provider's response cannot be inspected (compressed, malformed, oversized).
     UpstreamUnreadable,
+    /// The caller's tenant is not in the policy, which denies unknown tenants.
+    UnknownTenant,
+    /// The classification guard put the request at or above the tenant's threshold.
+    Classified,
+    /// The injection guard scored the request as an injection or jailbreak.
+    Injection,
+    ModelNotAllowed,
+    /// More output tokens requested than the model allow-list's cap.
+    MaxTokens,
+    ProviderNotAllowed,
+    TopicNotAllowed,
+    ToolNotAllowed,
+    /// A tool call's arguments break the tool's constraints.
+    ToolArguments,
+    /// An approval-required tool without a valid approval token.
+    ApprovalRequired,
+    AttachmentNotAllowed,
 }
 
 impl ProblemKind {
@@ -35,6 +52,17 @@ impl ProblemKind {
             ProblemKind::AuditUnavailable => 503,
             ProblemKind::ResponseBlocked => 403,
             ProblemKind::UpstreamUnreadable => 502,
+            ProblemKind::UnknownTenant
+            | ProblemKind::Classified
+            | ProblemKind::Injection
+            | ProblemKind::ModelNotAllowed
+            | ProblemKind::MaxTokens
+            | ProblemKind::ProviderNotAllowed
+            | ProblemKind::TopicNotAllowed
+            | ProblemKind::ToolNotAllowed
+            | ProblemKind::ToolArguments
+            | ProblemKind::ApprovalRequired
+            | ProblemKind::AttachmentNotAllowed => 403,
         }
     }
 
@@ -51,6 +79,17 @@ impl ProblemKind {
             ProblemKind::AuditUnavailable => "audit-unavailable",
             ProblemKind::ResponseBlocked => "blocked-response",
             ProblemKind::UpstreamUnreadable => "unreadable-response",
+            ProblemKind::UnknownTenant => "unknown-tenant",
+            ProblemKind::Classified => "classification-exceeded",
+            ProblemKind::Injection => "prompt-injection",
+            ProblemKind::ModelNotAllowed => "model-not-allowed",
+            ProblemKind::MaxTokens => "max-tokens-exceeded",
+            ProblemKind::ProviderNotAllowed => "provider-not-allowed",
+            ProblemKind::TopicNotAllowed => "topic-not-allowed",
+            ProblemKind::ToolNotAllowed => "tool-not-allowed",
+            ProblemKind::ToolArguments => "tool-arguments-not-allowed",
+            ProblemKind::ApprovalRequired => "approval-required",
+            ProblemKind::AttachmentNotAllowed => "attachment-not-allowed",
         }
     }
 
@@ -66,6 +105,17 @@ impl ProblemKind {
             ProblemKind::AuditUnavailable => "The audit trail cannot accept the decision",
             ProblemKind::ResponseBlocked => "Response blocked by policy",
             ProblemKind::UpstreamUnreadable => "The provider's response could not be inspected",
+            ProblemKind::UnknownTenant => "The caller's tenant is not known to policy",
+            ProblemKind::Classified => "Request is classified above what policy allows",
+            ProblemKind::Injection => "Request looks like a prompt injection or jailbreak",
+            ProblemKind::ModelNotAllowed => "Model not allowed by policy",
+            ProblemKind::MaxTokens => "Requested output tokens exceed policy",
+            ProblemKind::ProviderNotAllowed => "Provider endpoint not allowed by policy",
+            ProblemKind::TopicNotAllowed => "Topic not allowed by policy",
+            ProblemKind::ToolNotAllowed => "Tool not allowed by policy",
+            ProblemKind::ToolArguments => "Tool arguments not allowed by policy",
+            ProblemKind::ApprovalRequired => "Tool requires a valid approval",
+            ProblemKind::AttachmentNotAllowed => "Attachment not allowed by policy",
         }
     }
 

@@ -18,6 +18,12 @@ pub struct RequestMeta<'a> {
     pub path: &'a str,
     pub content_type: Option<&'a str>,
     pub content_encoding: Option<&'a str>,
+    /// `:authority`: the provider endpoint the request is going to.
+    pub authority: Option<&'a str>,
+    /// `x-meshward-approval`: approval tokens for approval-required tools.
+    pub approval: Option<&'a str>,
+    /// Seconds since the Unix epoch (approval tokens expire).
+    pub unix_time: u64,
 }
 
 /// What to do with the request.
@@ -473,7 +479,8 @@ mod tests {
         let policy = format!(
             r#"{{"meshward_policy":1,"name":"t","version":"1","mode":"{mode}","detection":{{"classes":{classes}}},"limits":{{"max_body_bytes":4096,"max_json_depth":16}}}}"#
         );
-        Engine::from_json(policy.as_bytes(), &Secrets { placeholder_key: Some(KEY.into()) }).unwrap()
+        Engine::from_json(policy.as_bytes(), &Secrets { placeholder_key: Some(KEY.into()), ..Secrets::default() })
+            .unwrap()
     }
 
     fn engine() -> Engine {
@@ -481,7 +488,7 @@ mod tests {
     }
 
     fn chat(path: &str) -> RequestMeta<'_> {
-        RequestMeta { request_id: "req-42", path, content_type: Some("application/json"), content_encoding: None }
+        RequestMeta { request_id: "req-42", path, content_type: Some("application/json"), ..Default::default() }
     }
 
     fn rewritten(d: &Decision) -> String {

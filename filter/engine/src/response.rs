@@ -1438,7 +1438,8 @@ mod tests {
 
     fn engine() -> Engine {
         let policy = r#"{"meshward_policy":1,"name":"t","version":"1","mode":"enforce","detection":{"classes":{"EMAIL":{"action":"redact"}}}}"#;
-        let secrets = Secrets { placeholder_key: Some("unit-test-placeholder-key-0123456789".into()) };
+        let secrets =
+            Secrets { placeholder_key: Some("unit-test-placeholder-key-0123456789".into()), ..Secrets::default() };
         Engine::from_json(policy.as_bytes(), &secrets).unwrap()
     }
 

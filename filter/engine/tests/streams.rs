@@ -22,7 +22,7 @@ fn engine_with(classes: &str, mode: &str) -> Engine {
     let policy = format!(
         r#"{{"meshward_policy":1,"name":"t","version":"1","mode":"{mode}","detection":{{"classes":{classes}}}}}"#
     );
-    Engine::from_json(policy.as_bytes(), &Secrets { placeholder_key: Some(KEY.into()) }).unwrap()
+    Engine::from_json(policy.as_bytes(), &Secrets { placeholder_key: Some(KEY.into()), ..Secrets::default() }).unwrap()
 }
 
 fn engine() -> Engine {

@@ -17,12 +17,14 @@ mod metrics;
 mod response;
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use abi::{Buffer, HeaderMap, Level};
 use meshward_engine::audit::{self as audit_event, EventContext, Outcome};
-use meshward_engine::policy::{Secrets, DEFAULT_TENANT};
+use meshward_engine::policy::{PolicySet, Secrets};
 use meshward_engine::problem::{self, ProblemKind};
 use meshward_engine::request::Decision;
+use meshward_engine::tenant::ClaimSource;
 use meshward_engine::{Engine, Problem, RequestMeta, Verdict};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -33,7 +35,7 @@ proxy_wasm::main! {{
     }));
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
         Box::new(Root {
-            engine: None,
+            policy: None,
             audit: Rc::new(audit::Runtime::new()),
             metrics: Rc::new(metrics::Metrics::define()),
             shipper: None,
@@ -42,9 +44,9 @@ proxy_wasm::main! {{
 }}
 
 /// Holds the compiled policy. A reconfiguration swaps the `Rc`; requests in
-/// flight keep the engine they started with.
+/// flight keep the profile they started with.
 struct Root {
-    engine: Option<Rc<Engine>>,
+    policy: Option<Rc<PolicySet>>,
     audit: Rc<audit::Runtime>,
     metrics: Rc<metrics::Metrics>,
     shipper: Option<audit::Shipper>,
@@ -72,25 +74,35 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let configured = Engine::from_json(&config, &Secrets::from_env()).and_then(|engine| {
+        let configured = PolicySet::from_json(&config, &Secrets::from_env()).and_then(|policy| {
             let secret = std::env::var(audit_event::SECRET_VARIABLE).ok();
-            let secret = audit_event::signing_secret(&engine.audit, secret.as_deref())?;
-            Ok((engine, secret))
+            let secret = audit_event::signing_secret(&policy.default_profile().audit, secret.as_deref())?;
+            Ok((policy, secret))
         });
         match configured {
-            Ok((engine, secret)) => {
-                match audit::Shipper::start(&self.audit, &engine.audit, secret) {
+            Ok((policy, secret)) => {
+                match audit::Shipper::start(&self.audit, &policy.default_profile().audit, secret) {
                     Ok(shipper) => self.shipper = shipper,
                     Err(e) => {
                         abi::log(Level::Error, &format!("meshward: configuration rejected: {e}"));
                         return false;
                     }
                 }
+                let signed = match &policy.signed_by {
+                    Some(key) => format!(", signed by key {key}"),
+                    None => String::new(),
+                };
                 abi::log(
                     Level::Info,
-                    &format!("meshward: policy '{}' version '{}' loaded", engine.name, engine.version),
+                    &format!(
+                        "meshward: policy '{}' version '{}' ({}{signed}) loaded, {} profile(s)",
+                        policy.name,
+                        policy.version,
+                        policy.digest,
+                        policy.profiles().count()
+                    ),
                 );
-                self.engine = Some(Rc::new(engine));
+                self.policy = Some(Rc::new(policy));
                 true
             }
             Err(e) => {
@@ -113,7 +125,8 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Stream {
-            engine: self.engine.clone(),
+            policy: self.policy.clone(),
+            engine: None,
             audit: self.audit.clone(),
             metrics: self.metrics.clone(),
             head: RequestHead::default(),
@@ -135,6 +148,12 @@ struct RequestHead {
     authority: Option<String>,
     content_type: Option<String>,
     content_encoding: Option<String>,
+    approval: Option<String>,
+    /// The caller, as the policy's `identity` section finds it.
+    tenant: Option<String>,
+    role: Option<String>,
+    subject: Option<String>,
+    unix_time: u64,
 }
 
 impl RequestHead {
@@ -144,12 +163,17 @@ impl RequestHead {
             path: &self.path,
             content_type: self.content_type.as_deref(),
             content_encoding: self.content_encoding.as_deref(),
+            authority: self.authority.as_deref(),
+            approval: self.approval.as_deref(),
+            unix_time: self.unix_time,
         }
     }
 }
 
 struct Stream {
-    engine: Option<Rc<Engine>>,
+    policy: Option<Rc<PolicySet>>,
+    /// The caller's profile, chosen from its tenant and role at the headers.
+    engine: Option<Arc<Engine>>,
     audit: Rc<audit::Runtime>,
     metrics: Rc<metrics::Metrics>,
     /// The engine's decision, kept for the audit event (rewritten body dropped).
@@ -174,7 +198,13 @@ impl Stream {
     /// When the stream ends: one decision event per request, counted in the
     /// metrics and, when policy audits it, queued for the sink.
     fn finish_exchange(&mut self) {
-        let Some(engine) = self.engine.clone() else { return };
+        // A request refused before its profile was chosen is audited under
+        // the default profile.
+        let engine = match (&self.engine, &self.policy) {
+            (Some(engine), _) => engine.clone(),
+            (None, Some(policy)) => policy.default_profile().clone(),
+            (None, None) => return,
+        };
         let outcome = match (&self.decision, self.refused) {
             (Some(decision), _) => Outcome::Decided(decision),
             (None, true) => Outcome::Refused,
@@ -192,7 +222,8 @@ impl Stream {
         };
         let ctx = EventContext {
             request_id: &self.head.request_id,
-            tenant: DEFAULT_TENANT,
+            subject: self.head.subject.as_deref(),
+            role: self.head.role.as_deref(),
             route: route.as_deref(),
             provider: self.head.authority.as_deref(),
             unix_ms: (abi::now_nanos() / 1_000_000) as i64,
@@ -220,7 +251,7 @@ impl HttpContext for Stream {
             Ok(head) => self.head = head,
             Err(what) => return self.fail_internal(&what),
         }
-        let Some(engine) = self.engine.clone() else {
+        let Some(policy) = self.policy.clone() else {
             return self.deny(Problem::new(
                 ProblemKind::NotConfigured,
                 "the filter has no valid policy",
@@ -228,6 +259,15 @@ impl HttpContext for Stream {
                 &self.head.request_id,
             ));
         };
+        self.identify(&policy);
+        let engine = match policy.select(self.head.tenant.as_deref(), self.head.role.as_deref()) {
+            Ok(engine) => engine.clone(),
+            Err(unknown) => {
+                let problem = unknown.problem(&self.head.meta());
+                return self.deny(problem);
+            }
+        };
+        self.engine = Some(engine.clone());
         // audit.required: refuse rather than lose the record of a decision.
         if engine.audit.enabled && engine.audit.required && self.audit.is_full() {
             return self.deny(Problem::new(
@@ -321,6 +361,30 @@ impl HttpContext for Stream {
 }
 
 impl Stream {
+    /// Reads the caller's tenant, role and subject where the policy's
+    /// `identity` section says they are (verified JWT claims, trusted headers).
+    fn identify(&mut self, policy: &PolicySet) {
+        let read = |source: &ClaimSource| -> Option<String> {
+            if !source.is_configured() {
+                return None;
+            }
+            let jwt = source
+                .jwt
+                .as_ref()
+                .and_then(|claim| abi::property(&claim.property_path()).ok().flatten())
+                .map(|value| String::from_utf8_lossy(&value).into_owned());
+            let header = source
+                .header
+                .as_deref()
+                .and_then(|name| abi::header(HeaderMap::HttpRequestHeaders, name).ok().flatten());
+            source.resolve(jwt.as_deref(), header.as_deref()).map(str::to_owned)
+        };
+        let identity = &policy.identity;
+        self.head.tenant = read(&identity.tenant);
+        self.head.role = read(&identity.role);
+        self.head.subject = read(&identity.subject);
+    }
+
     fn read_head(&self) -> Result<RequestHead, String> {
         let header = |name: &str| {
             abi::header(HeaderMap::HttpRequestHeaders, name)
@@ -340,6 +404,9 @@ impl Stream {
             authority: header(":authority")?,
             content_type: header("content-type")?,
             content_encoding: header("content-encoding")?,
+            approval: header("x-meshward-approval")?,
+            unix_time: abi::now_nanos() / 1_000_000_000,
+            ..RequestHead::default()
         })
     }
 

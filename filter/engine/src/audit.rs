@@ -182,6 +182,9 @@ impl Engine {
                 };
                 let verdict = match (&d.verdict, d.findings.is_empty()) {
                     (Verdict::Block(p), _) if p.kind == ProblemKind::BlockedContent => Some("block"),
+                    // Another guard refused a body that was scanned.
+                    (Verdict::Block(p), true) if p.kind.is_guard() => Some("pass"),
+                    (Verdict::Block(p), false) if p.kind.is_guard() => Some("flag"),
                     // Refused before scanning (malformed, too large, ...).
                     (Verdict::Block(_), _) => None,
                     (_, true) => Some("pass"),
@@ -209,6 +212,33 @@ impl Engine {
             ),
         };
         let mut guards = vec![pii];
+        let reports = match outcome {
+            Outcome::Decided(d) => d.guards.clone(),
+            Outcome::NoBody => crate::guard::unrun_reports(self, crate::guard::GuardStatus::NotApplicable),
+            Outcome::Refused => crate::guard::unrun_reports(self, crate::guard::GuardStatus::Skipped),
+        };
+        guards.extend(reports.iter().map(|r| GuardOutcome {
+            name: r.name.into(),
+            status: match r.status {
+                crate::guard::GuardStatus::Scanned => GuardStatus::Scanned,
+                crate::guard::GuardStatus::Skipped => GuardStatus::Skipped,
+                crate::guard::GuardStatus::NotApplicable => GuardStatus::NotApplicable,
+            },
+            verdict: r.verdict(self.mode).map(str::to_owned),
+        }));
+        let classification = match outcome {
+            Outcome::Decided(Decision { classification: Some(c), .. }) => Classification {
+                level: c.level_name.clone(),
+                rationale: c.rationale.iter().map(|r| r.detail.as_str()).collect::<Vec<_>>().join("; "),
+            },
+            _ if self.classifier.is_some() => {
+                Classification { level: "unassessed".into(), rationale: "the body was not read".into() }
+            }
+            _ => Classification {
+                level: "unassessed".into(),
+                rationale: "no classification ladder is configured".into(),
+            },
+        };
         let mut action = action;
         let mut usage = None;
         let mut response_findings = BTreeMap::new();
@@ -255,10 +285,7 @@ impl Engine {
             findings,
             response_findings,
             correlation: Vec::new(),
-            classification: Classification {
-                level: "unassessed".into(),
-                rationale: "no classification ladder is configured".into(),
-            },
+            classification,
             usage,
             filter_time_us: ctx.filter_time_us,
             instance_id: ctx.instance_id.to_owned(),
@@ -349,8 +376,10 @@ mod tests {
         assert!(event.findings.is_empty());
         let usage = event.usage.clone().expect("usage captured");
         assert_eq!((usage.input_tokens, usage.output_tokens, usage.total_tokens), (Some(5), Some(7), Some(12)));
-        assert_eq!(event.guards[1].name, "pii_response");
-        assert_eq!(event.guards[1].verdict.as_deref(), Some("redact"));
+        let names: Vec<_> = event.guards.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, ["pii", "classification", "allow", "pii_response"]);
+        assert_eq!(event.guards[3].verdict.as_deref(), Some("redact"));
+        assert_eq!(event.guards[1].status, GuardStatus::NotApplicable);
         assert!(!serde_json::to_string(&event).unwrap().contains("bob@example.net"));
     }
 

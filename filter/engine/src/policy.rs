@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 use crate::audit::{AuditConfig, AuditDoc};
 use crate::detect::{CustomDetector, CustomSpec, DetectorSet, EntityClass, Finding};
+use crate::guard::allow::{AllowDoc, AllowList, ApprovalKey};
+use crate::guard::classify::{ClassificationDoc, Classifier};
+use crate::guard::ConfigError;
 use crate::placeholder::{MasterKey, PlaceholderKey, KEY_VARIABLE};
 use crate::signing::{open_envelope, policy_digest, PolicyPublicKey, ENVELOPE_MEMBER, PUBLIC_KEY_VARIABLE};
 use crate::tenant::{Identity, IdentityDoc};
@@ -17,6 +20,8 @@ use crate::EngineError;
 
 /// The only policy format version this engine reads.
 pub const POLICY_FORMAT: u32 = 1;
+/// The VM environment variable holding the approval-token key.
+pub const APPROVAL_KEY_VARIABLE: &str = "MESHWARD_APPROVAL_KEY";
 /// The tenant of requests that name none, unless `identity.default_tenant` says otherwise.
 pub const DEFAULT_TENANT: &str = "default";
 
@@ -35,6 +40,10 @@ struct PolicyDoc {
     #[serde(default)]
     audit: AuditDoc,
     #[serde(default)]
+    classification: Option<ClassificationDoc>,
+    #[serde(default)]
+    allow: AllowDoc,
+    #[serde(default)]
     identity: IdentityDoc,
     #[serde(default)]
     tenants: BTreeMap<String, TenantDoc>,
@@ -51,6 +60,10 @@ struct TenantDoc {
     #[serde(default)]
     detection: Option<DetectionDoc>,
     #[serde(default)]
+    classification: Option<ClassificationDoc>,
+    #[serde(default)]
+    allow: Option<AllowDoc>,
+    #[serde(default)]
     roles: BTreeMap<String, RoleDoc>,
 }
 
@@ -62,6 +75,40 @@ struct RoleDoc {
     mode: Option<Mode>,
     #[serde(default)]
     detection: Option<DetectionDoc>,
+    #[serde(default)]
+    classification: Option<ClassificationDoc>,
+    #[serde(default)]
+    allow: Option<AllowDoc>,
+}
+
+impl TenantDoc {
+    fn overrides(&self) -> Overrides<'_> {
+        Overrides {
+            mode: self.mode.as_ref(),
+            detection: self.detection.as_ref(),
+            classification: self.classification.as_ref(),
+            allow: self.allow.as_ref(),
+        }
+    }
+}
+
+impl RoleDoc {
+    fn overrides(&self) -> Overrides<'_> {
+        Overrides {
+            mode: self.mode.as_ref(),
+            detection: self.detection.as_ref(),
+            classification: self.classification.as_ref(),
+            allow: self.allow.as_ref(),
+        }
+    }
+}
+
+/// The sections a tenant or role wrote itself.
+struct Overrides<'d> {
+    mode: Option<&'d Mode>,
+    detection: Option<&'d DetectionDoc>,
+    classification: Option<&'d ClassificationDoc>,
+    allow: Option<&'d AllowDoc>,
 }
 
 /// One policy section as a profile inherits it, with the JSON path prefix
@@ -89,11 +136,23 @@ impl<'d, T> Layer<'d, T> {
 struct Sections<'d> {
     mode: Layer<'d, Mode>,
     detection: Layer<'d, DetectionDoc>,
+    /// `None` (no `classification` member anywhere): requests are not classified.
+    classification: Option<Layer<'d, ClassificationDoc>>,
+    allow: Layer<'d, AllowDoc>,
 }
 
 impl<'d> Sections<'d> {
-    fn refine(&self, mode: Option<&'d Mode>, detection: Option<&'d DetectionDoc>, at: &str) -> Sections<'d> {
-        Sections { mode: self.mode.refine(mode, at), detection: self.detection.refine(detection, at) }
+    fn refine(&self, own: Overrides<'d>, at: &str) -> Sections<'d> {
+        let classification = match own.classification {
+            Some(doc) => Some(Layer { doc, at: at.to_owned() }),
+            None => self.classification.as_ref().map(|l| Layer { doc: l.doc, at: l.at.clone() }),
+        };
+        Sections {
+            mode: self.mode.refine(own.mode, at),
+            detection: self.detection.refine(own.detection, at),
+            classification,
+            allow: self.allow.refine(own.allow, at),
+        }
     }
 }
 
@@ -236,6 +295,8 @@ pub struct Secrets {
     /// The ed25519 key policy packs must be signed with (base64); when set,
     /// an unsigned or badly signed policy is refused.
     pub policy_public_key: Option<String>,
+    /// The HMAC key approval tokens are checked with.
+    pub approval_key: Option<String>,
 }
 
 impl Secrets {
@@ -308,6 +369,10 @@ pub struct Engine {
     rules: BTreeMap<EntityClass, ClassRule>,
     response_rules: BTreeMap<EntityClass, ClassRule>,
     pub(crate) placeholder_key: Option<PlaceholderKey>,
+    /// The classification ladder; `None` when the policy classifies nothing.
+    pub(crate) classifier: Option<Classifier>,
+    pub(crate) allow: AllowList,
+    pub(crate) approval_key: Option<ApprovalKey>,
 }
 
 impl PolicySet {
@@ -393,28 +458,34 @@ impl PolicySet {
             audit: AuditConfig::compile(doc.audit)?,
         };
         let master = secrets.placeholder_key.as_deref().map(MasterKey::new).transpose()?;
+        let approval_key = secrets
+            .approval_key
+            .as_deref()
+            .map(ApprovalKey::new)
+            .transpose()
+            .map_err(|reason| EngineError::InvalidSecret { variable: APPROVAL_KEY_VARIABLE, reason })?;
+        let keys = Keys { placeholder: master.as_ref(), approval: approval_key.as_ref() };
 
-        let base_sections = Sections { mode: Layer::base(&doc.mode), detection: Layer::base(&doc.detection) };
-        let base = Arc::new(Engine::compile_profile(
-            &common,
-            &base_sections,
-            &identity.default_tenant,
-            None,
-            master.as_ref(),
-        )?);
+        let base_sections = Sections {
+            mode: Layer::base(&doc.mode),
+            detection: Layer::base(&doc.detection),
+            classification: doc.classification.as_ref().map(Layer::base),
+            allow: Layer::base(&doc.allow),
+        };
+        let base = Arc::new(Engine::compile_profile(&common, &base_sections, &identity.default_tenant, None, &keys)?);
         let mut tenants = BTreeMap::new();
         for (name, tenant) in &doc.tenants {
             let at = format!("tenants.{name}.");
             crate::tenant::check_name(name).map_err(|m| policy_error(&format!("tenants.{name}"), m))?;
-            let sections = base_sections.refine(tenant.mode.as_ref(), tenant.detection.as_ref(), &at);
-            let own = Arc::new(Engine::compile_profile(&common, &sections, name, None, master.as_ref())?);
+            let sections = base_sections.refine(tenant.overrides(), &at);
+            let own = Arc::new(Engine::compile_profile(&common, &sections, name, None, &keys)?);
             let mut roles = BTreeMap::new();
             for (role, refinement) in &tenant.roles {
                 let at = format!("{at}roles.{role}.");
                 crate::tenant::check_name(role)
                     .map_err(|m| policy_error(&format!("tenants.{name}.roles.{role}"), m))?;
-                let sections = sections.refine(refinement.mode.as_ref(), refinement.detection.as_ref(), &at);
-                let engine = Engine::compile_profile(&common, &sections, name, Some(role), master.as_ref())?;
+                let sections = sections.refine(refinement.overrides(), &at);
+                let engine = Engine::compile_profile(&common, &sections, name, Some(role), &keys)?;
                 roles.insert(role.clone(), Arc::new(engine));
             }
             tenants.insert(name.clone(), TenantProfiles { own, roles });
@@ -465,6 +536,12 @@ impl PolicySet {
     }
 }
 
+/// The secrets profiles are compiled with.
+struct Keys<'k> {
+    placeholder: Option<&'k MasterKey>,
+    approval: Option<&'k ApprovalKey>,
+}
+
 /// What every profile of a policy shares.
 struct Common {
     name: String,
@@ -486,8 +563,9 @@ impl Engine {
         sections: &Sections<'_>,
         tenant: &str,
         role: Option<&str>,
-        master: Option<&MasterKey>,
+        keys: &Keys<'_>,
     ) -> Result<Engine, EngineError> {
+        let master = keys.placeholder;
         let detection = sections.detection.doc;
         let at = sections.detection.at.as_str();
         let mut rules = BTreeMap::new();
@@ -580,7 +658,32 @@ impl Engine {
             (None, false) => None,
         };
 
+        let guard_error = |at: &str, member: &str, e: ConfigError| {
+            let path = if e.path.is_empty() { format!("{at}{member}") } else { format!("{at}{member}.{}", e.path) };
+            EngineError::Policy { path, message: e.message }
+        };
+        let classifier = match &sections.classification {
+            Some(layer) => {
+                Some(Classifier::compile(layer.doc).map_err(|e| guard_error(&layer.at, "classification", e))?)
+            }
+            None => None,
+        };
+        let allow = AllowList::compile(sections.allow.doc).map_err(|e| guard_error(&sections.allow.at, "allow", e))?;
+        let approval_key = match (keys.approval, allow.needs_approval_key()) {
+            (Some(key), _) => Some(key.clone()),
+            (None, true) => {
+                return Err(EngineError::MissingSecret {
+                    variable: APPROVAL_KEY_VARIABLE,
+                    reason: "the policy has approval-required tools and approval tokens are checked with it",
+                })
+            }
+            (None, false) => None,
+        };
+
         Ok(Engine {
+            classifier,
+            allow,
+            approval_key,
             name: common.name.clone(),
             version: common.version.clone(),
             digest: common.digest.clone(),

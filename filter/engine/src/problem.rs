@@ -119,6 +119,23 @@ impl ProblemKind {
         }
     }
 
+    /// Whether a guard other than PII detection refused (after reading the body).
+    pub fn is_guard(self) -> bool {
+        matches!(
+            self,
+            ProblemKind::Classified
+                | ProblemKind::Injection
+                | ProblemKind::ModelNotAllowed
+                | ProblemKind::MaxTokens
+                | ProblemKind::ProviderNotAllowed
+                | ProblemKind::TopicNotAllowed
+                | ProblemKind::ToolNotAllowed
+                | ProblemKind::ToolArguments
+                | ProblemKind::ApprovalRequired
+                | ProblemKind::AttachmentNotAllowed
+        )
+    }
+
     /// The `error.type` the OpenAI SDKs expect for this status class.
     fn provider_error_type(self) -> &'static str {
         match self.status() {

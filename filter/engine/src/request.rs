@@ -6,6 +6,8 @@
 
 use crate::codec::{Codec, Role, Scope};
 use crate::detect::{EntityClass, Finding};
+use crate::guard::classify::Classification;
+use crate::guard::{self, DeclarationAt, GuardReport, GuardStatus, GuardsOutcome, RequestGuards};
 use crate::json::{self, PathSeg, StringLeaf, Visitor};
 use crate::policy::{ClassAction, Direction, Engine, Mode};
 use crate::problem::{Problem, ProblemKind};
@@ -73,6 +75,10 @@ pub struct Decision {
     /// chunk (after reading its usage) — see
     /// [`crate::response::ResponseStream::with_injected_usage`].
     pub injected_usage: bool,
+    /// The guards besides PII detection, in the order audit events list them.
+    pub guards: Vec<GuardReport>,
+    /// The classification, when the policy has a ladder and the body was read.
+    pub classification: Option<Classification>,
 }
 
 impl Decision {
@@ -119,66 +125,71 @@ impl Engine {
     pub fn evaluate_request(&self, meta: &RequestMeta<'_>, body: &[u8]) -> Decision {
         let codec = Codec::for_request(meta.path, meta.content_type);
         let instance = meta.path.split('?').next().unwrap_or_default();
-        let block = |kind: ProblemKind, detail: String, findings: Vec<FindingReport>| Decision {
-            verdict: Verdict::Block(Problem::new(kind, detail, instance, meta.request_id)),
+        let refused = |verdict: Verdict| Decision {
+            verdict,
             codec,
-            findings,
+            findings: Vec::new(),
             model: None,
             restore: RestoreMap::default(),
             injected_usage: false,
+            guards: guard::unrun_reports(self, GuardStatus::Skipped),
+            classification: None,
+        };
+        let block = |kind: ProblemKind, detail: String| {
+            refused(Verdict::Block(Problem::new(kind, detail, instance, meta.request_id)))
         };
 
         if let Err(problem) = self.check_body_size(meta, body.len()) {
-            return Decision {
-                verdict: Verdict::Block(problem),
-                codec,
-                findings: Vec::new(),
-                model: None,
-                restore: RestoreMap::default(),
-                injected_usage: false,
-            };
+            return refused(Verdict::Block(problem));
         }
         if let Some(encoding) = meta.content_encoding.map(str::trim).filter(|e| !e.eq_ignore_ascii_case("identity")) {
             let detail = format!(
                 "content-encoding '{}' cannot be inspected; send the body uncompressed",
                 encoding.chars().take(32).collect::<String>()
             );
-            return block(ProblemKind::UnsupportedEncoding, detail, Vec::new());
+            return block(ProblemKind::UnsupportedEncoding, detail);
         }
         if body.is_empty() {
             return Decision {
-                verdict: Verdict::Allow,
-                codec,
-                findings: Vec::new(),
-                model: None,
-                restore: RestoreMap::default(),
-                injected_usage: false,
+                guards: guard::unrun_reports(self, GuardStatus::NotApplicable),
+                ..refused(Verdict::Allow)
             };
         }
         let text = match std::str::from_utf8(body) {
             Ok(text) => text,
             Err(e) => {
                 let detail = format!("invalid UTF-8 sequence at byte {}", e.valid_up_to());
-                return block(ProblemKind::InvalidUtf8, detail, Vec::new());
+                return block(ProblemKind::InvalidUtf8, detail);
             }
         };
 
         let mut scan = Scan::new(self, codec, text);
         if codec.requires_json() {
             if let Err(e) = json::walk(text, self.limits.max_json_depth, &mut scan) {
-                return block(ProblemKind::MalformedJson, e.to_string(), Vec::new());
+                return block(ProblemKind::MalformedJson, e.to_string());
             }
         } else {
             scan.part(Scope::Other, None, StringLeaf { start: 0, end: text.len(), escaped: false });
         }
-        let Scan { findings, edits, roles, internal_error, model, restore, usage, .. } = scan;
+        let Scan { findings, edits, roles, internal_error, model, restore, usage, guards, .. } = scan;
         let findings = resolve_roles(findings, &roles);
+        let counts = count_classes(findings.iter().map(|f| f.class));
+        let guarded = guards.finish(model.as_deref(), meta, &counts);
 
-        let block = |kind, detail, findings| Decision { model: model.clone(), ..block(kind, detail, findings) };
+        let block = |kind, detail, findings| Decision {
+            model: model.clone(),
+            findings,
+            guards: guarded.reports.clone(),
+            classification: guarded.classification.clone(),
+            ..block(kind, detail)
+        };
         if let Some(detail) = internal_error {
             return block(ProblemKind::Internal, detail, findings);
         }
         let enforce = self.mode == Mode::Enforce;
+        if let (true, Some(violation)) = (enforce, &guarded.blocking) {
+            return block(guard::problem_kind(violation), violation.detail.clone(), findings);
+        }
         let blocked: Vec<_> = findings.iter().filter(|f| f.action == ClassAction::Block).map(|f| f.class).collect();
         if enforce && !blocked.is_empty() {
             let mut classes: Vec<_> = blocked.iter().map(|c| c.name()).collect();
@@ -203,7 +214,7 @@ impl Engine {
             }
             None => false,
         };
-        let verdict = if edits.is_empty() {
+        let mut verdict = if edits.is_empty() {
             Verdict::Allow
         } else {
             match splice(body, &edits) {
@@ -211,9 +222,20 @@ impl Engine {
                 None => return block(ProblemKind::Internal, "replacement spans out of order".into(), findings),
             }
         };
+        if enforce && !guarded.strip.is_empty() {
+            let current = match &verdict {
+                Verdict::Rewrite(rewritten) => rewritten.as_slice(),
+                _ => body,
+            };
+            match strip_declarations(current, &guarded.strip) {
+                Some(stripped) => verdict = Verdict::Rewrite(stripped),
+                None => return block(ProblemKind::Internal, "cannot remove tool declarations".into(), findings),
+            }
+        }
         // Nothing was replaced (monitor mode, or a block): nothing to restore.
         let restore = if redacted { restore } else { RestoreMap::default() };
-        Decision { verdict, codec, findings, model, restore, injected_usage }
+        let GuardsOutcome { reports, classification, .. } = guarded;
+        Decision { verdict, codec, findings, model, restore, injected_usage, guards: reports, classification }
     }
 }
 
@@ -229,6 +251,7 @@ struct Scan<'e, 't> {
     model: Option<String>,
     restore: RestoreMap,
     usage: UsageProbe,
+    guards: RequestGuards<'e>,
     // Reused buffers: one allocation per request, not per string.
     found: Vec<Finding>,
     offset_map: Vec<u32>,
@@ -247,6 +270,7 @@ impl<'e, 't> Scan<'e, 't> {
             model: None,
             restore: RestoreMap::default(),
             usage: UsageProbe::default(),
+            guards: RequestGuards::new(engine),
             found: Vec::new(),
             offset_map: Vec::new(),
         }
@@ -271,6 +295,10 @@ impl<'e, 't> Scan<'e, 't> {
         // value another rule would have replaced.
         let engine = self.engine;
         engine.detectors.scan_ranked(scanned, &mut self.found, |f| engine.rank(f, Direction::Request));
+        if self.guards.wants_text() {
+            let location = path.map(json::path_to_string).unwrap_or_else(|| "$".into());
+            self.guards.text(scanned, &location, None);
+        }
         let enforce = self.engine.mode == Mode::Enforce;
         for f in &self.found {
             let Some(rule) = self.engine.rule(f.class) else {
@@ -332,6 +360,15 @@ impl<'a> Visitor<'a> for Scan<'_, '_> {
             // Bounded: a model name is short; anything else is not worth auditing whole.
             self.model = Some(json::unescape(raw, None).chars().take(128).collect());
         }
+        if self.guards.wants_leaf(path) {
+            let text = self.text;
+            let raw = text.get(leaf.start..leaf.end).unwrap_or_default();
+            if leaf.escaped {
+                self.guards.leaf(path, &json::unescape(raw, None));
+            } else {
+                self.guards.leaf(path, raw);
+            }
+        }
         if let Some(index) = self.codec.message_role_index(path) {
             let raw = self.text.get(leaf.start..leaf.end).unwrap_or_default();
             let role = if leaf.escaped {
@@ -348,6 +385,9 @@ impl<'a> Visitor<'a> for Scan<'_, '_> {
     }
 
     fn scalar(&mut self, path: &[PathSeg<'a>], start: usize, end: usize) {
+        if path.len() <= 2 {
+            self.guards.scalar(path, self.text.get(start..end).unwrap_or_default());
+        }
         if self.codec == Codec::OpenAiChat {
             let value = match self.text.get(start..end) {
                 Some("true") => UsageValue::True,
@@ -451,6 +491,40 @@ fn resolve_roles(findings: Vec<(Scope, FindingReport)>, roles: &[(usize, Role)])
             report
         })
         .collect()
+}
+
+/// Removes tool declarations (`tools.unlisted: strip`). Rare, so it
+/// re-serialises the body rather than splicing: key order and spacing of
+/// the forwarded body change, its meaning does not. A `tools` array left
+/// empty is removed with `tool_choice`, which providers refuse without tools.
+fn strip_declarations(body: &[u8], strip: &[DeclarationAt]) -> Option<Vec<u8>> {
+    let mut doc: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let object = doc.as_object_mut()?;
+    for (member, choice) in [("tools", "tool_choice"), ("functions", "function_call")] {
+        let mut indexes: Vec<usize> = strip
+            .iter()
+            .filter_map(|at| match (at, member) {
+                (DeclarationAt::Tools(i), "tools") | (DeclarationAt::Functions(i), "functions") => Some(*i),
+                _ => None,
+            })
+            .collect();
+        if indexes.is_empty() {
+            continue;
+        }
+        indexes.sort_unstable();
+        indexes.dedup();
+        let list = object.get_mut(member)?.as_array_mut()?;
+        for i in indexes.into_iter().rev() {
+            if i < list.len() {
+                list.remove(i);
+            }
+        }
+        if list.is_empty() {
+            object.remove(member);
+            object.remove(choice);
+        }
+    }
+    serde_json::to_vec(&doc).ok()
 }
 
 /// Applies non-overlapping, ordered edits; `None` if they are not.

@@ -36,7 +36,7 @@ fn restore(e: &Engine) -> RestoreMap {
         request_id: "req-1",
         path: "/v1/chat/completions",
         content_type: Some("application/json"),
-        content_encoding: None,
+        ..RequestMeta::default()
     };
     let d = e.evaluate_request(&meta, body);
     let Verdict::Rewrite(out) = &d.verdict else { panic!("expected a rewrite: {:?}", d.verdict) };

@@ -4,7 +4,8 @@
 //!
 //! - `meshward_requests_{allow,redact,block}` — exchanges by final action;
 //! - `meshward_findings_<class>` — findings by class, request and response;
-//! - `meshward_blocks_<guard>` — blocks by guard (`pii`, `pii_response`);
+//! - `meshward_blocks_<guard>` — blocks by guard (`pii`, `pii_response`,
+//!   `classification`, `injection`, `allow`);
 //! - `meshward_filter_time_us` — histogram of time spent deciding.
 //!
 //! Labels never carry values, request ids or anything else per request.
@@ -16,7 +17,7 @@ use meshward_engine::detect::EntityClass;
 
 use crate::abi::{self, MetricType};
 
-const GUARDS: [&str; 2] = ["pii", "pii_response"];
+const GUARDS: [&str; 5] = ["pii", "pii_response", "classification", "injection", "allow"];
 
 pub struct Metrics {
     requests: [Option<u32>; 3],

@@ -279,6 +279,15 @@ impl AllowList {
         }
     }
 
+    /// Whether any part of the allow-list is configured.
+    pub fn is_active(&self) -> bool {
+        self.models.is_some()
+            || self.hosts.is_some()
+            || self.topics.is_some()
+            || self.tools.is_some()
+            || self.attachments.is_some()
+    }
+
     pub fn topics_active(&self) -> bool {
         self.topics.is_some()
     }
@@ -314,6 +323,11 @@ impl AllowList {
     }
 
     /// Whether calls of `tool` need a token (see [`verify_approval`]).
+    /// Whether some tool needs an approval token, so `MESHWARD_APPROVAL_KEY`.
+    pub fn needs_approval_key(&self) -> bool {
+        self.tools.as_ref().is_some_and(Tools::any_approval)
+    }
+
     pub fn requires_approval(&self, tool: &str) -> bool {
         self.tools.as_ref().is_some_and(|tools| tools.requires_approval(tool))
     }

@@ -171,6 +171,11 @@ impl Tools {
         self.rule(name).is_some_and(|rule| rule.approval)
     }
 
+    /// Whether any listed tool needs an approval token (and so the key).
+    pub fn any_approval(&self) -> bool {
+        self.rules.iter().any(|rule| rule.approval)
+    }
+
     /// A call to an unlisted tool is refused in both modes: `strip` only
     /// edits declarations, a call the model makes anyway is still out of policy.
     pub fn check_call(&self, name: &str, arguments_json: &str) -> Result<(), Violation> {

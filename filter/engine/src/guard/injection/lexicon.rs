@@ -155,6 +155,11 @@ const REFUSAL_BANS: &[&str] = &[
     "dont start with",
     "do not start with",
     "never write",
+    "never says",
+    "never saying",
+    "not saying",
+    "never respond",
+    "never reply",
 ];
 
 const REFUSAL_PHRASES: &[&str] = &[
@@ -219,6 +224,13 @@ const IDENTITY_SWAP: &[&str] = &[
     "hypothetical ai",
     "rogue ai",
     "an ai that",
+    "unlike chatgpt",
+    "opposite of chatgpt",
+    "unlike the original chatgpt",
+    "the original chatgpt",
+    "than chatgpt",
+    "chatgpt from openai is normally",
+    "not bound like chatgpt",
 ];
 
 const OVERRIDE_VERBS: &[&str] = &[
@@ -298,6 +310,11 @@ const SCOPE_STRONG: &[&str] = &[
     "base",
     "foundational",
     "before",
+    "openais",
+    "anthropics",
+    "chatgpts",
+    "your creators",
+    "your developers",
 ];
 
 const INSTRUCTION_NOUNS: &[&str] = &[
@@ -603,6 +620,12 @@ const ADOPT_VERBS: &[&str] = &[
     "transform into",
     "you are going to be",
     "known as",
+    "talk as",
+    "answering as",
+    "speak as",
+    "reply as",
+    "start answering as",
+    "behave as",
 ];
 
 const PERSONA_NAMES: &[&str] = &[

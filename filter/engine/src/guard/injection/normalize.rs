@@ -343,7 +343,9 @@ fn push_word(out: &mut String, word: &str) {
 /// Emits a pending run of single characters: joined when long enough to be a
 /// spelled-out word, else as the separate words they were.
 fn flush_run(out: &mut String, run: &mut String) -> bool {
-    let long = run.len() >= SPACED_SIGNAL_LETTERS;
+    // Digits count for joining ("1 g n 0 r 3") but not for the signal: lists
+    // of single digits ("1, 3, 7, 9") are ordinary.
+    let long = run.chars().filter(char::is_ascii_alphabetic).count() >= SPACED_SIGNAL_LETTERS;
     if run.len() >= 3 {
         let word: String = run.chars().map(|c| leet(c).filter(|_| c.is_ascii_digit()).unwrap_or(c)).collect();
         push_word(out, &word);
@@ -382,6 +384,12 @@ mod tests {
         // Numbers outside words stay numbers.
         assert_eq!(words("version 3 of 10"), "version 3 of 10");
         assert_eq!(words("Hello! How are you?"), "heiio . how are you .");
+    }
+
+    #[test]
+    fn digit_lists_are_not_spaced_letters() {
+        assert!(!word_view("weights 1 3 7 9 1 3 7 9").1);
+        assert!(word_view("i g n o r e  a l l").1);
     }
 
     #[test]

@@ -13,7 +13,7 @@ WASM         := target/$(WASM_TARGET)/release/meshward_filter.wasm
 export MESHWARD_ENVOY := $(abspath $(ENVOY))
 export MESHWARD_WASM  := $(abspath $(WASM))
 
-.PHONY: all build wasm native toolchain envoy test lint fmt run bench clean
+.PHONY: all build wasm native toolchain envoy test lint fmt run bench eval clean
 
 all: build
 
@@ -53,6 +53,11 @@ test: wasm native envoy
 bench: wasm envoy
 	$(CARGO) bench -p meshward-engine --bench detect
 	$(CARGO) run --release -p meshward-e2e --bin meshward-bench
+
+## eval: injection guard detection / false-positive rates (fetches PyRIT and promptfoo corpora into .cache/)
+eval:
+	./scripts/fetch-corpora.sh
+	$(CARGO) run --release -p meshward-eval -- --corpora .cache/corpora --testdata testdata/injection
 
 run: build envoy
 	./scripts/run.sh

@@ -377,8 +377,8 @@ mod tests {
         let usage = event.usage.clone().expect("usage captured");
         assert_eq!((usage.input_tokens, usage.output_tokens, usage.total_tokens), (Some(5), Some(7), Some(12)));
         let names: Vec<_> = event.guards.iter().map(|g| g.name.as_str()).collect();
-        assert_eq!(names, ["pii", "classification", "allow", "pii_response"]);
-        assert_eq!(event.guards[3].verdict.as_deref(), Some("redact"));
+        assert_eq!(names, ["pii", "classification", "injection", "allow", "pii_response"]);
+        assert_eq!(event.guards[4].verdict.as_deref(), Some("redact"));
         assert_eq!(event.guards[1].status, GuardStatus::NotApplicable);
         assert!(!serde_json::to_string(&event).unwrap().contains("bob@example.net"));
     }

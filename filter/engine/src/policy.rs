@@ -12,6 +12,7 @@ use crate::audit::{AuditConfig, AuditDoc};
 use crate::detect::{CustomDetector, CustomSpec, DetectorSet, EntityClass, Finding};
 use crate::guard::allow::{AllowDoc, AllowList, ApprovalKey};
 use crate::guard::classify::{ClassificationDoc, Classifier};
+use crate::guard::injection::{InjectionDoc, InjectionGuard};
 use crate::guard::ConfigError;
 use crate::placeholder::{MasterKey, PlaceholderKey, KEY_VARIABLE};
 use crate::signing::{open_envelope, policy_digest, PolicyPublicKey, ENVELOPE_MEMBER, PUBLIC_KEY_VARIABLE};
@@ -42,6 +43,8 @@ struct PolicyDoc {
     #[serde(default)]
     classification: Option<ClassificationDoc>,
     #[serde(default)]
+    injection: Option<InjectionDoc>,
+    #[serde(default)]
     allow: AllowDoc,
     #[serde(default)]
     identity: IdentityDoc,
@@ -62,6 +65,8 @@ struct TenantDoc {
     #[serde(default)]
     classification: Option<ClassificationDoc>,
     #[serde(default)]
+    injection: Option<InjectionDoc>,
+    #[serde(default)]
     allow: Option<AllowDoc>,
     #[serde(default)]
     roles: BTreeMap<String, RoleDoc>,
@@ -78,6 +83,8 @@ struct RoleDoc {
     #[serde(default)]
     classification: Option<ClassificationDoc>,
     #[serde(default)]
+    injection: Option<InjectionDoc>,
+    #[serde(default)]
     allow: Option<AllowDoc>,
 }
 
@@ -87,6 +94,7 @@ impl TenantDoc {
             mode: self.mode.as_ref(),
             detection: self.detection.as_ref(),
             classification: self.classification.as_ref(),
+            injection: self.injection.as_ref(),
             allow: self.allow.as_ref(),
         }
     }
@@ -98,6 +106,7 @@ impl RoleDoc {
             mode: self.mode.as_ref(),
             detection: self.detection.as_ref(),
             classification: self.classification.as_ref(),
+            injection: self.injection.as_ref(),
             allow: self.allow.as_ref(),
         }
     }
@@ -108,6 +117,7 @@ struct Overrides<'d> {
     mode: Option<&'d Mode>,
     detection: Option<&'d DetectionDoc>,
     classification: Option<&'d ClassificationDoc>,
+    injection: Option<&'d InjectionDoc>,
     allow: Option<&'d AllowDoc>,
 }
 
@@ -138,19 +148,26 @@ struct Sections<'d> {
     detection: Layer<'d, DetectionDoc>,
     /// `None` (no `classification` member anywhere): requests are not classified.
     classification: Option<Layer<'d, ClassificationDoc>>,
+    /// `None` (no `injection` member anywhere): no injection guard.
+    injection: Option<Layer<'d, InjectionDoc>>,
     allow: Layer<'d, AllowDoc>,
+}
+
+/// `own` if the tenant or role wrote an optional section, else the inherited one.
+fn refine_optional<'d, T>(inherited: &Option<Layer<'d, T>>, own: Option<&'d T>, at: &str) -> Option<Layer<'d, T>> {
+    match own {
+        Some(doc) => Some(Layer { doc, at: at.to_owned() }),
+        None => inherited.as_ref().map(|l| Layer { doc: l.doc, at: l.at.clone() }),
+    }
 }
 
 impl<'d> Sections<'d> {
     fn refine(&self, own: Overrides<'d>, at: &str) -> Sections<'d> {
-        let classification = match own.classification {
-            Some(doc) => Some(Layer { doc, at: at.to_owned() }),
-            None => self.classification.as_ref().map(|l| Layer { doc: l.doc, at: l.at.clone() }),
-        };
         Sections {
             mode: self.mode.refine(own.mode, at),
             detection: self.detection.refine(own.detection, at),
-            classification,
+            classification: refine_optional(&self.classification, own.classification, at),
+            injection: refine_optional(&self.injection, own.injection, at),
             allow: self.allow.refine(own.allow, at),
         }
     }
@@ -371,6 +388,8 @@ pub struct Engine {
     pub(crate) placeholder_key: Option<PlaceholderKey>,
     /// The classification ladder; `None` when the policy classifies nothing.
     pub(crate) classifier: Option<Classifier>,
+    /// The injection and jailbreak guard; `None` when the policy has none.
+    pub(crate) injection: Option<InjectionGuard>,
     pub(crate) allow: AllowList,
     pub(crate) approval_key: Option<ApprovalKey>,
 }
@@ -470,6 +489,7 @@ impl PolicySet {
             mode: Layer::base(&doc.mode),
             detection: Layer::base(&doc.detection),
             classification: doc.classification.as_ref().map(Layer::base),
+            injection: doc.injection.as_ref().map(Layer::base),
             allow: Layer::base(&doc.allow),
         };
         let base = Arc::new(Engine::compile_profile(&common, &base_sections, &identity.default_tenant, None, &keys)?);
@@ -668,6 +688,12 @@ impl Engine {
             }
             None => None,
         };
+        let injection = match &sections.injection {
+            Some(layer) => {
+                Some(InjectionGuard::compile(layer.doc).map_err(|e| guard_error(&layer.at, "injection", e))?)
+            }
+            None => None,
+        };
         let allow = AllowList::compile(sections.allow.doc).map_err(|e| guard_error(&sections.allow.at, "allow", e))?;
         let approval_key = match (keys.approval, allow.needs_approval_key()) {
             (Some(key), _) => Some(key.clone()),
@@ -682,6 +708,7 @@ impl Engine {
 
         Ok(Engine {
             classifier,
+            injection,
             allow,
             approval_key,
             name: common.name.clone(),

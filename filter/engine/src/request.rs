@@ -7,7 +7,7 @@
 use crate::codec::{Codec, Role, Scope};
 use crate::detect::{EntityClass, Finding};
 use crate::guard::classify::Classification;
-use crate::guard::{self, DeclarationAt, GuardReport, GuardStatus, GuardsOutcome, RequestGuards};
+use crate::guard::{self, Author, DeclarationAt, GuardReport, GuardStatus, GuardsOutcome, RequestGuards};
 use crate::json::{self, PathSeg, StringLeaf, Visitor};
 use crate::policy::{ClassAction, Direction, Engine, Mode};
 use crate::problem::{Problem, ProblemKind};
@@ -174,7 +174,7 @@ impl Engine {
         let Scan { findings, edits, roles, internal_error, model, restore, usage, guards, .. } = scan;
         let findings = resolve_roles(findings, &roles);
         let counts = count_classes(findings.iter().map(|f| f.class));
-        let guarded = guards.finish(model.as_deref(), meta, &counts);
+        let guarded = guards.finish(model.as_deref(), meta, &counts, &roles);
 
         let block = |kind, detail, findings| Decision {
             model: model.clone(),
@@ -297,7 +297,15 @@ impl<'e, 't> Scan<'e, 't> {
         engine.detectors.scan_ranked(scanned, &mut self.found, |f| engine.rank(f, Direction::Request));
         if self.guards.wants_text() {
             let location = path.map(json::path_to_string).unwrap_or_else(|| "$".into());
-            self.guards.text(scanned, &location, None);
+            let author = match scope {
+                Scope::Message(i) => match self.roles.iter().rev().find(|(m, _)| *m == i) {
+                    Some((_, role)) => Author::Known(*role),
+                    None => Author::PendingMessage(i),
+                },
+                Scope::ToolDeclaration => Author::Known(Role::ToolDeclaration),
+                Scope::Other => Author::Known(Role::Other),
+            };
+            self.guards.text(scanned, &location, author);
         }
         let enforce = self.engine.mode == Mode::Enforce;
         for f in &self.found {

@@ -43,6 +43,7 @@ use crate::policy::{Engine, Mode};
 use crate::problem::ProblemKind;
 use allow::{verify_approval, ToolDeclaration, TopicState};
 use classify::{Classification, ClassificationState};
+use injection::{GuardAction, Source};
 
 /// How far a guard got with a request, as audit events report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,9 @@ pub struct GuardReport {
     pub violation: Option<Violation>,
     /// Declarations it removed (`allow` with `tools.unlisted: strip`).
     pub stripped: usize,
+    /// The policy reports this guard's violations without blocking
+    /// (`injection.action: flag`).
+    pub flag_only: bool,
 }
 
 impl GuardReport {
@@ -74,6 +78,7 @@ impl GuardReport {
             return None;
         }
         Some(match (&self.violation, mode) {
+            (Some(_), _) if self.flag_only => "flag",
             (Some(_), Mode::Monitor) => "monitor",
             (Some(_), Mode::Enforce) => "block",
             (None, _) if self.stripped > 0 => "strip",
@@ -114,6 +119,29 @@ pub(crate) struct RequestGuards<'e> {
     calls: BTreeMap<(usize, usize), (Option<String>, Option<String>)>,
     attachment: Option<Violation>,
     attachments_seen: bool,
+    /// The first text the injection guard tripped on.
+    injection: Option<Violation>,
+    /// Message texts seen before their message's `role` (key order is the
+    /// client's): assessed when the walk ends and every role is known.
+    pending: Vec<(usize, String, String)>,
+}
+
+/// Who wrote a text part, as far as the walk knows when it sees the text.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Author {
+    Known(Role),
+    /// A message whose `role` member comes later in the body.
+    PendingMessage(usize),
+}
+
+/// Tool results (and tool declarations, which third-party tool servers
+/// write) are indirect: text the user did not write, held to the stricter
+/// threshold.
+fn source_of(role: Role) -> Source {
+    match role {
+        Role::Tool | Role::ToolDeclaration => Source::Indirect,
+        _ => Source::Direct,
+    }
 }
 
 /// Where a tool declaration sits, so `strip` can remove it.
@@ -148,17 +176,25 @@ impl<'e> RequestGuards<'e> {
             calls: BTreeMap::new(),
             attachment: None,
             attachments_seen: false,
+            injection: None,
+            pending: Vec::new(),
         }
     }
 
     /// Whether the text guards want to see prose at all (saves formatting
     /// a location per part when nothing reads it).
     pub(crate) fn wants_text(&self) -> bool {
-        self.classification.is_some() || self.topics.is_some()
+        self.classification.is_some() || self.topics.is_some() || self.engine.injection.is_some()
     }
 
     /// A text part a model will read, decoded.
-    pub(crate) fn text(&mut self, text: &str, location: &str, _role: Option<Role>) {
+    pub(crate) fn text(&mut self, text: &str, location: &str, author: Author) {
+        if let (Some(guard), None) = (&self.engine.injection, &self.injection) {
+            match author {
+                Author::Known(role) => self.injection = guard.assess(text, source_of(role)).violation(location),
+                Author::PendingMessage(index) => self.pending.push((index, location.to_owned(), text.to_owned())),
+            }
+        }
         if let (Some(classifier), Some(state)) = (&self.engine.classifier, self.classification.as_mut()) {
             classifier.scan(state, text, location);
         }
@@ -220,8 +256,27 @@ impl<'e> RequestGuards<'e> {
         model: Option<&str>,
         meta: &crate::RequestMeta<'_>,
         class_counts: &[(EntityClass, usize)],
+        roles: &[(usize, Role)],
     ) -> GuardsOutcome {
         let engine = self.engine;
+        let mut injection_violation = self.injection;
+        if let Some(guard) = &engine.injection {
+            for (index, location, text) in &self.pending {
+                if injection_violation.is_some() {
+                    break;
+                }
+                let role = roles.iter().rev().find(|(m, _)| m == index).map_or(Role::Other, |(_, r)| *r);
+                injection_violation = guard.assess(text, source_of(role)).violation(location);
+            }
+        }
+        let flag_injection = engine.injection.as_ref().is_some_and(|g| g.action() == GuardAction::Flag);
+        let injection_report = GuardReport {
+            name: "injection",
+            status: if engine.injection.is_some() { GuardStatus::Scanned } else { GuardStatus::NotApplicable },
+            violation: injection_violation.clone(),
+            stripped: 0,
+            flag_only: flag_injection,
+        };
         let allow = &engine.allow;
         let mut strip = Vec::new();
         // Allow-lists, in the order an operator reads a refusal: where the
@@ -276,6 +331,7 @@ impl<'e> RequestGuards<'e> {
             status: if allow.is_active() { GuardStatus::Scanned } else { GuardStatus::NotApplicable },
             violation: allow_violation.clone(),
             stripped: strip.len(),
+            flag_only: false,
         };
 
         let classification = match (&engine.classifier, self.classification) {
@@ -288,22 +344,27 @@ impl<'e> RequestGuards<'e> {
             status: if classification.is_some() { GuardStatus::Scanned } else { GuardStatus::NotApplicable },
             violation: class_violation.clone(),
             stripped: 0,
+            flag_only: false,
         };
 
-        let blocking = allow_violation.or(class_violation);
-        GuardsOutcome { reports: vec![class_report, allow_report], classification, blocking, strip }
+        let injection_blocks = if flag_injection { None } else { injection_violation };
+        let blocking = allow_violation.or(injection_blocks).or(class_violation);
+        GuardsOutcome { reports: vec![class_report, injection_report, allow_report], classification, blocking, strip }
     }
 }
 
 /// The reports of guards that never ran because the request was refused
 /// before the walk (or had no body).
 pub(crate) fn unrun_reports(engine: &Engine, status: GuardStatus) -> Vec<GuardReport> {
-    let classification = if engine.classifier.is_some() { status } else { GuardStatus::NotApplicable };
-    let allow = if engine.allow.is_active() { status } else { GuardStatus::NotApplicable };
-    [("classification", classification), ("allow", allow)]
-        .into_iter()
-        .map(|(name, status)| GuardReport { name, status, violation: None, stripped: 0 })
-        .collect()
+    let applies = |configured: bool| if configured { status } else { GuardStatus::NotApplicable };
+    [
+        ("classification", applies(engine.classifier.is_some())),
+        ("injection", applies(engine.injection.is_some())),
+        ("allow", applies(engine.allow.is_active())),
+    ]
+    .into_iter()
+    .map(|(name, status)| GuardReport { name, status, violation: None, stripped: 0, flag_only: false })
+    .collect()
 }
 
 fn declaration_at(path: &[PathSeg<'_>]) -> Option<DeclarationAt> {

@@ -81,7 +81,9 @@ fn json_array_element_limit_does_not_depend_on_chunking() {
 /// fuzz/json_array: bytes outside elements (`Between` and `End` pieces) are
 /// forwarded without inspection, and the parser let content through there:
 /// a top-level string, anything after the closing `]`, a scalar cut short
-/// by `}`. All are now errors (the stream fails closed).
+/// by `}`, a container or string opened inside a scalar (the scalar ended at
+/// the next space while the container stayed open, and the rest went out as
+/// a gap). All are now errors (the stream fails closed).
 #[test]
 fn json_array_lets_no_content_out_between_elements() {
     for bad in [
@@ -91,6 +93,10 @@ fn json_array_lets_no_content_out_between_elements() {
         b"[$4111 1111 1111 1111}",
         br#"[{"a":1}:"4111 1111 1111 1111"]"#,
         b",[]",
+        // A container opened inside a scalar outlived the element.
+        b"[ac{n\nad1\x02e",
+        b"[1{\n\"4111 1111 1111 1111\"",
+        b"[true\"x\" 4111]",
     ] {
         let (_, err) = array_run(&[bad], 1 << 16);
         assert!(matches!(err, Some(JsonArrayError::Unexpected { .. })), "{}: {err:?}", String::from_utf8_lossy(bad));
@@ -106,16 +112,14 @@ fn json_array_lets_no_content_out_between_elements() {
 /// so a chunk of many small events took quadratic time (1 MiB of blank SSE
 /// lines: ~20× the 64 KiB time ×16), and a line arriving a byte at a time
 /// was searched again per byte. Buffers are now consumed by offset and
-/// compacted once per push. Bounded generously: quadratic took tens of
-/// seconds here, linear takes milliseconds.
+/// compacted once per push. Speed is the bench's to measure (DESIGN.md §5),
+/// so this only runs the shapes at 1 MiB: linear, well under a second;
+/// quadratic, minutes.
 #[test]
 fn stream_parsers_are_linear_in_the_number_of_events() {
     use meshward_engine::stream::eventstream::{EventStreamDecoder, Message};
-    use std::time::{Duration, Instant};
     const MIB: usize = 1 << 20;
-    let limit = Duration::from_secs(5);
 
-    let t = Instant::now();
     let mut p = SseParser::new(2 * MIB);
     p.push(&b"\n".repeat(MIB));
     let mut n = 0;
@@ -128,9 +132,7 @@ fn stream_parsers_are_linear_in_the_number_of_events() {
         p.push(&[*b]);
         assert_eq!(p.next_event(), Ok(None));
     }
-    assert!(t.elapsed() < limit, "SSE took {:?}", t.elapsed());
 
-    let t = Instant::now();
     let mut p = JsonArrayParser::new(2 * MIB);
     p.push(format!("[{}1]", "1,".repeat(MIB / 2)).as_bytes());
     let mut n = 0;
@@ -138,9 +140,7 @@ fn stream_parsers_are_linear_in_the_number_of_events() {
         n += 1;
     }
     assert!(n > MIB / 2, "{n}");
-    assert!(t.elapsed() < limit, "JSON array took {:?}", t.elapsed());
 
-    let t = Instant::now();
     let frame = Message { headers: Vec::new(), payload: b"{}".to_vec() }.encode();
     let mut d = EventStreamDecoder::new(2 * MIB);
     d.push(&frame.repeat(MIB / frame.len()));
@@ -149,5 +149,39 @@ fn stream_parsers_are_linear_in_the_number_of_events() {
         n += 1;
     }
     assert_eq!((n, d.buffered()), (MIB / frame.len(), 0));
-    assert!(t.elapsed() < limit, "event-stream took {:?}", t.elapsed());
+}
+
+/// fuzz/response_stream: a Gemini array stream that is malformed after
+/// leading whitespace sent the whitespace before the error event when the
+/// whitespace came in its own chunk, and not when it came with the bad
+/// byte. Structure before a syntax error now goes out at every chunking.
+#[test]
+fn json_array_output_before_an_error_does_not_depend_on_chunking() {
+    use meshward_engine::policy::Secrets;
+    use meshward_engine::response::ResponseMeta;
+    use meshward_engine::restore::RestoreMap;
+    use meshward_engine::Engine;
+
+    let policy = br#"{"meshward_policy":1,"name":"t","version":"1","detection":{"classes":{"EMAIL":{"action":"redact"}}}}"#;
+    let e = Engine::from_json(policy, &Secrets { placeholder_key: Some("test-placeholder-key-0123456789".into()) })
+        .unwrap();
+    let meta = ResponseMeta {
+        request_id: "fuzz",
+        request_path: "/v1beta/models/g:streamGenerateContent",
+        content_type: Some("application/json"),
+        content_encoding: None,
+        status: 200,
+    };
+    let run = |pieces: &[&[u8]]| {
+        let mut s = e.response_stream(&meta, RestoreMap::new());
+        let mut out: Vec<u8> = pieces.iter().flat_map(|p| s.push(&e, p)).collect();
+        out.extend(s.finish(&e));
+        out
+    };
+    for input in [&b" \x8e\x8e\x8eda"[..], b"[{\"a\":1}] x", b"[ {\"a\":1} :1]"] {
+        let whole = run(&[input]);
+        for cut in 0..=input.len() {
+            assert_eq!(run(&[&input[..cut], &input[cut..]]), whole, "{input:?} cut at {cut}");
+        }
+    }
 }

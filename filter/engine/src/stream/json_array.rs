@@ -6,7 +6,9 @@
 //! out as one element.
 //!
 //! The scanner only tracks nesting, strings and escapes; the element's
-//! JSON is validated later by whoever reads it.
+//! JSON is validated later by whoever reads it. Bytes between elements are
+//! forwarded without inspection, so there the scanner is strict: only
+//! whitespace, commas and the brackets, anything else is an error.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -116,6 +118,7 @@ impl JsonArrayParser {
             return Err(e);
         }
         if let Err(e) = self.scan_more() {
+            self.flush_before(e);
             self.failed = Some(e);
         }
         match (self.ready.pop_front(), self.failed) {
@@ -135,6 +138,19 @@ impl JsonArrayParser {
         }
         let n = self.buf.len();
         Ok(Some(self.take(n)))
+    }
+
+    /// On a syntax error, the structure before it goes out as it would have
+    /// had the error come in a later chunk: the output must not depend on
+    /// where the transport cut.
+    fn flush_before(&mut self, e: JsonArrayError) {
+        let JsonArrayError::Unexpected { offset } = e else { return };
+        let at = offset.saturating_sub(self.consumed);
+        if self.in_element || at <= self.head {
+            return;
+        }
+        let bytes = self.take(at);
+        self.ready.push_back(if self.top == Top::Closed { Piece::End(bytes) } else { Piece::Between(bytes) });
     }
 
     fn take(&mut self, end: usize) -> Vec<u8> {
@@ -194,6 +210,12 @@ impl JsonArrayParser {
             if self.scalar && matches!(b, b',' | b']' | b' ' | b'\t' | b'\r' | b'\n') {
                 self.element_done(at)?;
                 continue;
+            }
+            // A scalar holds no container or string: one opened inside it
+            // would outlive the element, and what follows would go out as
+            // a gap.
+            if self.scalar && matches!(b, b'{' | b'[' | b'"') {
+                return Err(JsonArrayError::Unexpected { offset: self.consumed + at });
             }
             self.scan = at + 1;
             let gap = self.depth == 1 && self.top == Top::Array && !self.in_element;

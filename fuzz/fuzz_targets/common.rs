@@ -26,8 +26,10 @@ fn compile(block_cards: bool) -> Engine {
             format!(r#""{}":{{"action":"{action}"}}"#, c.name())
         })
         .collect();
-    let policy =
-        format!(r#"{{"meshward_policy":1,"name":"fuzz","version":"1","detection":{{"classes":{{{}}}}}}}"#, classes.join(","));
+    let policy = format!(
+        r#"{{"meshward_policy":1,"name":"fuzz","version":"1","detection":{{"classes":{{{}}}}}}}"#,
+        classes.join(",")
+    );
     match Engine::from_json(policy.as_bytes(), &Secrets { placeholder_key: Some(KEY.into()) }) {
         Ok(e) => e,
         Err(e) => panic!("the fuzz policy must compile: {e}"),

@@ -49,7 +49,13 @@ fn frames(payload: &[u8]) -> Vec<u8> {
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else { return };
     let (path, content_type) = STREAMS[usize::from(sel) % STREAMS.len()];
-    let meta = ResponseMeta { request_id: "fuzz", request_path: path, content_type: Some(content_type), status: 200, ..Default::default() };
+    let meta = ResponseMeta {
+        request_id: "fuzz",
+        request_path: path,
+        content_type: Some(content_type),
+        status: 200,
+        ..Default::default()
+    };
     let engine = if sel & 0x40 == 0 { common::engine() } else { common::blocking_engine() };
     let strip_usage = sel & 0x80 != 0;
     let (cuts, payload) = common::cuts(rest);

@@ -162,7 +162,8 @@ fn json_array_output_before_an_error_does_not_depend_on_chunking() {
     use meshward_engine::restore::RestoreMap;
     use meshward_engine::Engine;
 
-    let policy = br#"{"meshward_policy":1,"name":"t","version":"1","detection":{"classes":{"EMAIL":{"action":"redact"}}}}"#;
+    let policy =
+        br#"{"meshward_policy":1,"name":"t","version":"1","detection":{"classes":{"EMAIL":{"action":"redact"}}}}"#;
     let e = Engine::from_json(policy, &Secrets { placeholder_key: Some("test-placeholder-key-0123456789".into()) })
         .unwrap();
     let meta = ResponseMeta {

@@ -13,7 +13,7 @@ WASM         := target/$(WASM_TARGET)/release/meshward_filter.wasm
 export MESHWARD_ENVOY := $(abspath $(ENVOY))
 export MESHWARD_WASM  := $(abspath $(WASM))
 
-.PHONY: all build wasm native toolchain envoy test lint fmt run bench eval clean
+.PHONY: all build wasm native toolchain envoy test lint fmt run bench eval fuzz clean
 
 all: build
 
@@ -52,12 +52,20 @@ test: wasm native envoy
 ## bench: the filter's cost through the real Envoy, with and without it, same run
 bench: wasm envoy
 	$(CARGO) bench -p meshward-engine --bench detect
+	$(CARGO) bench -p meshward-engine --bench adversarial
 	$(CARGO) run --release -p meshward-e2e --bin meshward-bench
 
 ## eval: injection guard detection / false-positive rates (fetches PyRIT and promptfoo corpora into .cache/)
 eval:
 	./scripts/fetch-corpora.sh
 	$(CARGO) run --release -p meshward-eval -- --corpora .cache/corpora --testdata testdata/injection
+
+## fuzz: each cargo-fuzz target (fuzz/) for FUZZ_SECONDS, one at a time; not part of `test`.
+## Installs cargo-fuzz if missing; works on stable (RUSTC_BOOTSTRAP). FUZZ_TARGETS="sse json_walk" picks some.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run.sh $(FUZZ_TARGETS)
 
 run: build envoy
 	./scripts/run.sh

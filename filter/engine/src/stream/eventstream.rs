@@ -185,7 +185,11 @@ pub struct Frame {
 
 #[derive(Debug)]
 pub struct EventStreamDecoder {
+    /// Received bytes; the next frame starts at `start`. Frames are cut off
+    /// the front by moving it, and `buf` is compacted once per `push`, so a
+    /// chunk of many small frames costs linear time.
     buf: Vec<u8>,
+    start: usize,
     max_frame_bytes: usize,
     failed: Option<EventStreamError>,
 }
@@ -197,16 +201,20 @@ fn be32(bytes: &[u8], at: usize) -> Option<u32> {
 
 impl EventStreamDecoder {
     pub fn new(max_frame_bytes: usize) -> EventStreamDecoder {
-        EventStreamDecoder { buf: Vec::new(), max_frame_bytes: max_frame_bytes.min(MAX_FRAME), failed: None }
+        EventStreamDecoder { buf: Vec::new(), start: 0, max_frame_bytes: max_frame_bytes.min(MAX_FRAME), failed: None }
     }
 
     pub fn push(&mut self, chunk: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(chunk);
     }
 
     /// Bytes received but not yet part of a complete frame.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len().saturating_sub(self.start)
     }
 
     /// The next complete frame, or `Ok(None)` when more bytes are needed.
@@ -224,12 +232,11 @@ impl EventStreamDecoder {
     }
 
     fn decode(&mut self) -> Result<Option<Frame>, EventStreamError> {
-        let (Some(total), Some(headers_len), Some(prelude_crc)) =
-            (be32(&self.buf, 0), be32(&self.buf, 4), be32(&self.buf, 8))
-        else {
+        let view = self.buf.get(self.start..).unwrap_or_default();
+        let (Some(total), Some(headers_len), Some(prelude_crc)) = (be32(view, 0), be32(view, 4), be32(view, 8)) else {
             return Ok(None);
         };
-        if crc32fast::hash(self.buf.get(..8).unwrap_or_default()) != prelude_crc {
+        if crc32fast::hash(view.get(..8).unwrap_or_default()) != prelude_crc {
             return Err(EventStreamError::PreludeCrc);
         }
         let (total, headers_len) = (total as usize, headers_len as usize);
@@ -239,10 +246,10 @@ impl EventStreamDecoder {
         if total > self.max_frame_bytes {
             return Err(EventStreamError::FrameTooLarge { limit: self.max_frame_bytes });
         }
-        if self.buf.len() < total {
+        let Some(raw) = view.get(..total).map(<[u8]>::to_vec) else {
             return Ok(None);
-        }
-        let raw: Vec<u8> = self.buf.drain(..total).collect();
+        };
+        self.start += total;
         let body = raw.get(..total - TRAILER).unwrap_or_default();
         if Some(crc32fast::hash(body)) != be32(&raw, total - TRAILER) {
             return Err(EventStreamError::MessageCrc);

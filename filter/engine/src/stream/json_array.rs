@@ -6,7 +6,9 @@
 //! out as one element.
 //!
 //! The scanner only tracks nesting, strings and escapes; the element's
-//! JSON is validated later by whoever reads it.
+//! JSON is validated later by whoever reads it. Bytes between elements are
+//! forwarded without inspection, so there the scanner is strict: only
+//! whitespace, commas and the brackets, anything else is an error.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -57,16 +59,21 @@ enum Top {
 #[derive(Debug)]
 pub struct JsonArrayParser {
     buf: Vec<u8>,
+    /// Where the bytes not yet handed out start in `buf`. Pieces are cut
+    /// off the front by moving it, and `buf` is compacted once per `push`,
+    /// so a chunk of many small elements costs linear time.
+    head: usize,
     /// Bytes of `buf` already scanned.
     scan: usize,
     depth: usize,
     in_string: bool,
     escape: bool,
-    /// An element is in progress; it starts at `buf[0]`.
+    /// An element is in progress; it starts at `buf[head]`.
     in_element: bool,
     /// The element in progress is a scalar (number, literal).
     scalar: bool,
     top: Top,
+    /// Bytes dropped from the front of `buf` by compaction (for offsets).
     consumed: usize,
     ready: VecDeque<Piece>,
     max_element_bytes: usize,
@@ -77,6 +84,7 @@ impl JsonArrayParser {
     pub fn new(max_element_bytes: usize) -> JsonArrayParser {
         JsonArrayParser {
             buf: Vec::new(),
+            head: 0,
             scan: 0,
             depth: 0,
             in_string: false,
@@ -92,6 +100,12 @@ impl JsonArrayParser {
     }
 
     pub fn push(&mut self, chunk: &[u8]) {
+        if self.head > 0 {
+            self.buf.drain(..self.head);
+            self.scan = self.scan.saturating_sub(self.head);
+            self.consumed += self.head;
+            self.head = 0;
+        }
         self.buf.extend_from_slice(chunk);
     }
 
@@ -104,6 +118,7 @@ impl JsonArrayParser {
             return Err(e);
         }
         if let Err(e) = self.scan_more() {
+            self.flush_before(e);
             self.failed = Some(e);
         }
         match (self.ready.pop_front(), self.failed) {
@@ -118,41 +133,65 @@ impl JsonArrayParser {
         if let Some(e) = self.failed {
             return Err(e);
         }
-        if self.buf.is_empty() {
+        if self.buf.len() <= self.head {
             return Ok(None);
         }
         let n = self.buf.len();
         Ok(Some(self.take(n)))
     }
 
+    /// On a syntax error, the structure before it goes out as it would have
+    /// had the error come in a later chunk: the output must not depend on
+    /// where the transport cut.
+    fn flush_before(&mut self, e: JsonArrayError) {
+        let JsonArrayError::Unexpected { offset } = e else { return };
+        let at = offset.saturating_sub(self.consumed);
+        if self.in_element || at <= self.head {
+            return;
+        }
+        let bytes = self.take(at);
+        self.ready.push_back(if self.top == Top::Closed { Piece::End(bytes) } else { Piece::Between(bytes) });
+    }
+
     fn take(&mut self, end: usize) -> Vec<u8> {
-        let end = end.min(self.buf.len());
-        self.scan = self.scan.saturating_sub(end);
-        self.consumed += end;
-        self.buf.drain(..end).collect()
+        let end = end.clamp(self.head, self.buf.len());
+        let piece = self.buf.get(self.head..end).unwrap_or_default().to_vec();
+        self.head = end;
+        piece
     }
 
     fn start_element(&mut self, at: usize) {
-        if at > 0 {
+        if at > self.head {
             let gap = self.take(at);
             self.ready.push_back(Piece::Between(gap));
         }
         self.in_element = true;
     }
 
-    fn element_done(&mut self, end: usize) {
+    /// A complete element is held to the same limit as an incomplete one,
+    /// so the verdict does not depend on whether it arrived in one chunk.
+    fn element_done(&mut self, end: usize) -> Result<(), JsonArrayError> {
+        if end.saturating_sub(self.head) > self.max_element_bytes {
+            return Err(JsonArrayError::ElementTooLarge { limit: self.max_element_bytes });
+        }
         self.in_element = false;
         self.scalar = false;
         let element = self.take(end);
         self.ready.push_back(Piece::Element(element));
+        Ok(())
     }
 
     fn scan_more(&mut self) -> Result<(), JsonArrayError> {
         while let Some(&b) = self.buf.get(self.scan) {
             let at = self.scan;
             if self.top == Top::Closed {
-                self.scan = self.buf.len();
-                break;
+                // Bytes outside elements go out uninspected: after the
+                // closing bracket only whitespace may follow.
+                if !matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+                    return Err(JsonArrayError::Unexpected { offset: self.consumed + at });
+                }
+                self.scan = at + 1;
+                continue;
             }
             if self.in_string {
                 self.scan = at + 1;
@@ -163,19 +202,31 @@ impl JsonArrayParser {
                 } else if b == b'"' {
                     self.in_string = false;
                     if self.depth == 1 && self.top == Top::Array && self.in_element {
-                        self.element_done(at + 1);
+                        self.element_done(at + 1)?;
                     }
                 }
                 continue;
             }
             if self.scalar && matches!(b, b',' | b']' | b' ' | b'\t' | b'\r' | b'\n') {
-                self.element_done(at);
+                self.element_done(at)?;
                 continue;
+            }
+            // A scalar holds no container or string: one opened inside it
+            // would outlive the element, and what follows would go out as
+            // a gap.
+            if self.scalar && matches!(b, b'{' | b'[' | b'"') {
+                return Err(JsonArrayError::Unexpected { offset: self.consumed + at });
             }
             self.scan = at + 1;
             let gap = self.depth == 1 && self.top == Top::Array && !self.in_element;
+            // Between elements (and before the array) only structure may
+            // appear: a string or `:` there would go out uninspected.
+            let outside = self.depth == 0 || gap;
             match b {
-                b' ' | b'\t' | b'\r' | b'\n' | b',' | b':' => {}
+                b' ' | b'\t' | b'\r' | b'\n' => {}
+                b':' if outside => return Err(JsonArrayError::Unexpected { offset: self.consumed + at }),
+                b',' if self.depth == 0 => return Err(JsonArrayError::Unexpected { offset: self.consumed + at }),
+                b',' | b':' => {}
                 b'[' if self.top == Top::Unknown => {
                     self.top = Top::Array;
                     self.depth = 1;
@@ -192,27 +243,33 @@ impl JsonArrayParser {
                     self.depth += 1;
                 }
                 b'"' => {
+                    if self.depth == 0 {
+                        return Err(JsonArrayError::Unexpected { offset: self.consumed + at });
+                    }
                     if gap {
                         self.start_element(at);
                     }
                     self.in_string = true;
                 }
                 b'}' | b']' => {
-                    if self.depth == 0 {
+                    // `}` cannot close the top-level array (a scalar cut short
+                    // by it would go out as a gap).
+                    let mismatched = b == b'}' && self.depth == 1 && self.top == Top::Array;
+                    if self.depth == 0 || mismatched {
                         return Err(JsonArrayError::Unexpected { offset: self.consumed + at });
                     }
                     self.depth -= 1;
                     if self.depth == 0 && self.top == Top::Object {
-                        self.element_done(at + 1);
+                        self.element_done(at + 1)?;
                         self.top = Top::Closed;
                     } else if self.depth == 0 {
-                        if at > 0 {
+                        if at > self.head {
                             let gap = self.take(at);
                             self.ready.push_back(Piece::Between(gap));
                         }
                         self.top = Top::Closed;
                     } else if self.depth == 1 && self.top == Top::Array && self.in_element {
-                        self.element_done(at + 1);
+                        self.element_done(at + 1)?;
                     }
                 }
                 _ => {
@@ -226,15 +283,15 @@ impl JsonArrayParser {
             }
         }
         if self.top == Top::Closed {
-            if !self.buf.is_empty() {
+            if self.buf.len() > self.head {
                 let n = self.buf.len();
                 let end = self.take(n);
                 self.ready.push_back(Piece::End(end));
             }
-        } else if !self.in_element && self.scan > 0 {
+        } else if !self.in_element && self.scan > self.head {
             let gap = self.take(self.scan);
             self.ready.push_back(Piece::Between(gap));
-        } else if self.in_element && self.buf.len() > self.max_element_bytes {
+        } else if self.in_element && self.buf.len().saturating_sub(self.head) > self.max_element_bytes {
             return Err(JsonArrayError::ElementTooLarge { limit: self.max_element_bytes });
         }
         Ok(())

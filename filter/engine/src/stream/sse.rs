@@ -168,10 +168,17 @@ struct Fields {
 /// The incremental parser. Holds at most one incomplete event.
 #[derive(Debug)]
 pub struct SseParser {
-    /// Bytes of the current, incomplete event, from its first byte.
+    /// Received bytes; the current, incomplete event starts at `start`.
+    /// Events are cut off the front by moving `start`, and the buffer is
+    /// compacted once per `push`, so a chunk holding many events costs
+    /// linear time, not one shift of the rest per event.
     buf: Vec<u8>,
+    start: usize,
     /// Where the current line starts in `buf`.
     line_start: usize,
+    /// How far the current line is known to hold no line ending, so a line
+    /// arriving a byte at a time is searched once, not once per byte.
+    searched: usize,
     /// Whether the stream start (and a possible BOM) has been seen.
     started: bool,
     /// The previous line ended with a CR at the end of the input so far:
@@ -186,7 +193,9 @@ impl SseParser {
     pub fn new(max_event_bytes: usize) -> SseParser {
         SseParser {
             buf: Vec::new(),
+            start: 0,
             line_start: 0,
+            searched: 0,
             started: false,
             skip_lf: false,
             fields: Fields::default(),
@@ -197,12 +206,18 @@ impl SseParser {
 
     /// Appends received bytes.
     pub fn push(&mut self, chunk: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.line_start = self.line_start.saturating_sub(self.start);
+            self.searched = self.searched.saturating_sub(self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(chunk);
     }
 
     /// Bytes received but not yet handed out in an event.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len().saturating_sub(self.start)
     }
 
     /// The next complete event, or `Ok(None)` when more bytes are needed.
@@ -224,10 +239,11 @@ impl SseParser {
         if self.skip_lf {
             match self.buf.get(self.line_start) {
                 None => return Ok(None),
-                Some(b'\n') if self.line_start == 0 => {
+                Some(b'\n') if self.line_start == self.start => {
                     // The CR ended the previous event: hand its LF out alone.
                     self.skip_lf = false;
-                    self.buf.drain(..1);
+                    self.start += 1;
+                    self.line_start = self.start;
                     return Ok(Some(SseEvent { raw: b"\n".to_vec(), terminated: true, ..SseEvent::default() }));
                 }
                 Some(b'\n') => {
@@ -238,15 +254,19 @@ impl SseParser {
             }
         }
         loop {
-            let rest = self.buf.get(self.line_start..).unwrap_or_default();
-            let Some(at) = memchr::memchr2(b'\n', b'\r', rest) else {
-                if self.buf.len() > self.max_event_bytes {
+            let from = self.searched.max(self.line_start);
+            let rest = self.buf.get(from..).unwrap_or_default();
+            let Some(found) = memchr::memchr2(b'\n', b'\r', rest) else {
+                self.searched = self.buf.len();
+                if self.buf.len().saturating_sub(self.start) > self.max_event_bytes {
                     let e = SseError::EventTooLarge { limit: self.max_event_bytes };
                     self.failed = Some(e);
                     return Err(e);
                 }
                 return Ok(None);
             };
+            let at = from + found - self.line_start;
+            let rest = self.buf.get(self.line_start..).unwrap_or_default();
             let eol_len = match (rest.get(at), rest.get(at + 1)) {
                 (Some(b'\r'), Some(b'\n')) => 2,
                 (Some(b'\r'), None) => {
@@ -257,6 +277,10 @@ impl SseParser {
             };
             let line_end = self.line_start + at;
             let next = line_end + eol_len;
+            // The limit counts a line ending as one byte: a CRLF whose LF
+            // comes in the next chunk ends the line at the CR, and the
+            // verdict must not depend on where the transport cut.
+            let size = (line_end + 1).saturating_sub(self.start);
             let blank = line_end == self.line_start;
             if !blank {
                 let line =
@@ -265,14 +289,14 @@ impl SseParser {
             }
             self.line_start = next;
             if blank {
-                if next > self.max_event_bytes {
+                if size > self.max_event_bytes {
                     let e = SseError::EventTooLarge { limit: self.max_event_bytes };
                     self.failed = Some(e);
                     return Err(e);
                 }
                 return Ok(Some(self.dispatch(next, true)));
             }
-            if next > self.max_event_bytes {
+            if size > self.max_event_bytes {
                 let e = SseError::EventTooLarge { limit: self.max_event_bytes };
                 self.failed = Some(e);
                 return Err(e);
@@ -291,7 +315,7 @@ impl SseParser {
         }
         self.started = true;
         self.skip_lf = false;
-        if self.buf.is_empty() {
+        if self.buf.len() == self.start {
             return Ok(None);
         }
         if let Some(rest) = self.buf.get(self.line_start..) {
@@ -328,9 +352,11 @@ impl SseParser {
     }
 
     fn dispatch(&mut self, end: usize, terminated: bool) -> SseEvent {
-        let end = end.min(self.buf.len());
-        let raw: Vec<u8> = self.buf.drain(..end).collect();
-        self.line_start = 0;
+        let end = end.clamp(self.start, self.buf.len());
+        let raw = self.buf.get(self.start..end).unwrap_or_default().to_vec();
+        self.start = end;
+        self.line_start = end;
+        self.searched = end;
         let mut f = std::mem::take(&mut self.fields);
         let data = f.has_data.then(|| {
             if f.data.ends_with('\n') {

@@ -31,6 +31,9 @@ const LISTENER_NAME: &str = "meshward_ingress";
 /// The secret environment variables the VM reads (`host_env_keys`).
 pub const PLACEHOLDER_KEY_VAR: &str = "MESHWARD_PLACEHOLDER_KEY";
 pub const AUDIT_SECRET_VAR: &str = "MESHWARD_AUDIT_SECRET";
+pub const APPROVAL_KEY_VAR: &str = "MESHWARD_APPROVAL_KEY";
+/// `MESHWARD_APPROVAL_KEY` for policies with approval-required tools.
+pub const TEST_APPROVAL_KEY: &str = "meshward-e2e-approval-key-0123456789abcdef";
 
 /// `MESHWARD_AUDIT_SECRET` for configs whose policy enables audit.
 pub const TEST_AUDIT_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -139,6 +142,7 @@ pub fn validate(config: &Path) -> Result<String, Error> {
         .arg("--disable-hot-restart")
         .env(PLACEHOLDER_KEY_VAR, TEST_PLACEHOLDER_KEY)
         .env(AUDIT_SECRET_VAR, TEST_AUDIT_SECRET)
+        .env(APPROVAL_KEY_VAR, TEST_APPROVAL_KEY)
         .output()
         .map_err(io(format!("running {}", envoy.display())))?;
     let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

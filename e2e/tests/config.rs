@@ -94,7 +94,8 @@ fn rendered_template_passes_envoy_validate_with_every_policy() {
     let mut checked = 0;
     for entry in std::fs::read_dir(&policies).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+        // Every policy document; the schema is not one.
+        if path.extension().and_then(|e| e.to_str()) != Some("json") || path.ends_with("schema.json") {
             continue;
         }
         let mut cfg = EnvoyConfig::new("127.0.0.1:8300".parse().unwrap()).unwrap();

@@ -25,6 +25,7 @@ dicts_for() {
         json_walk | json_array | eventstream | policy) echo json ;;
         sse) echo sse ;;
         detectors) echo detect ;;
+        injection) echo injection ;;
         request) echo json detect ;;
         response_*) echo json sse detect ;;
     esac

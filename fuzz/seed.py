@@ -71,6 +71,13 @@ def main():
         put("request", f"chat-{i:03}", b"\x00" + json.dumps(chat).encode())
         put("request", f"anthropic-{i:03}", b"\x01" + json.dumps(anthropic).encode())
         put("request", f"text-{i:03}", b"\x05" + text.encode())
+    # Injection: selector byte 0 (raw text), 3 (base64), 6 (tag characters).
+    for name in ("attacks.txt", "benign.txt"):
+        lines = (T / "injection" / name).read_text(encoding="utf-8").splitlines()
+        samples = [line.removeprefix("indirect: ") for line in lines if line.strip() and not line.startswith("#")]
+        for i, text in enumerate(samples[::3]):
+            sel = (0, 3, 6)[i % 3] if name == "attacks.txt" else 0
+            put("injection", f"{name[:-4]}-{i:03}", bytes([sel]) + text.encode())
     n = sum(1 for _ in OUT.rglob("*") if _.is_file())
     print(f"seeded {n} files under {OUT.relative_to(ROOT)}", file=sys.stderr)
 

@@ -70,11 +70,29 @@ pub(super) enum Term {
     ExfilVerb,
     /// "the conversation", "api keys", "passwords".
     ExfilData,
+    /// "you": the model addressed as the subject of what follows.
+    You,
+    /// "no restrictions", "not bound by", "do not care about": a lifted
+    /// limit, which is a jailbreak when its subject is the model ("you have
+    /// no restrictions") and description when it is a villain.
+    Unlock,
+    /// "divider", "separator": the Pliny-style response script, where a
+    /// divider splits a decoy (a refusal, a haiku) from the real answer …
+    Divider,
+    /// … and the slots that script names around it ("your refusal", "the
+    /// rebel answer to the query", "response format").
+    ScriptSlot,
+    /// "hypothetical response", "the character", "diabolical plan": a
+    /// fictional frame …
+    Frame,
+    /// … asked for operational detail ("extremely detailed", "exact and
+    /// precise", "step 1"): fiction used to extract instructions.
+    DetailDemand,
 }
 
 /// Every phrase with its term. A phrase may appear under several terms.
 pub(super) fn phrases() -> impl Iterator<Item = (&'static str, Term)> {
-    let groups: [(&'static [&'static str], Term); 27] = [
+    let groups: [(&'static [&'static str], Term); 33] = [
         (OVERRIDE_VERBS, Term::OverrideVerb),
         (SCOPE_FILLER, Term::Scope),
         (SCOPE_STRONG, Term::StrongScope),
@@ -102,8 +120,14 @@ pub(super) fn phrases() -> impl Iterator<Item = (&'static str, Term)> {
         (EXFIL_DATA, Term::ExfilData),
         (PERSONA_PHRASES, Term::Fires(Rule::Persona)),
         (REFUSAL_SUPPRESSION, Term::Fires(Rule::RefusalSuppression)),
+        (&["you", "yourself"], Term::You),
+        (UNLOCKS, Term::Unlock),
+        (DIVIDERS, Term::Divider),
+        (SCRIPT_SLOTS, Term::ScriptSlot),
+        (FRAMES, Term::Frame),
+        (DETAIL_DEMANDS, Term::DetailDemand),
     ];
-    let firing: [(&'static [&'static str], Rule); 11] = [
+    let firing: [(&'static [&'static str], Rule); 12] = [
         (IDENTITY_SWAP, Rule::IdentitySwap),
         (NO_RESTRICTIONS, Rule::NoRestrictions),
         (STAY_IN_CHARACTER, Rule::StayInCharacter),
@@ -115,6 +139,7 @@ pub(super) fn phrases() -> impl Iterator<Item = (&'static str, Term)> {
         (EXTRACTION_QUESTIONS, Rule::PromptExtraction),
         (ADDRESSED_TO_ASSISTANT, Rule::AddressedToAssistant),
         (HIDDEN_FROM_USER, Rule::HiddenFromUser),
+        (STANDING_ORDERS, Rule::StandingOrder),
     ];
     groups
         .into_iter()
@@ -160,6 +185,9 @@ const REFUSAL_BANS: &[&str] = &[
     "not saying",
     "never respond",
     "never reply",
+    "never mentions",
+    "never mention",
+    "not mention",
 ];
 
 const REFUSAL_PHRASES: &[&str] = &[
@@ -952,6 +980,11 @@ const NO_RESTRICTIONS: &[&str] = &[
     "you have no restrictions",
     "you have no limits",
     "you have no filters",
+    "unaligned",
+    "measures: disabled",
+    "filters: disabled",
+    "safety: disabled",
+    "no filtering",
 ];
 
 const STAY_IN_CHARACTER: &[&str] = &[
@@ -1004,6 +1037,11 @@ const ROLE_PLAY: &[&str] = &[
     "character",
     "for the rest of this conversation",
     "you will now",
+    "act out",
+    "lets act out",
+    "pose as",
+    "play the role",
+    "take on the",
 ];
 
 const DUAL_RESPONSE: &[&str] = &[
@@ -1042,6 +1080,20 @@ const DUAL_RESPONSE: &[&str] = &[
     "your normal response",
     "your usual response",
     "regular response",
+    "two different personalities",
+    "two personalities",
+    "two entities",
+    "two fictional ai",
+    "two ai models",
+    "two ais",
+    "two chatbots",
+    "aligned and unaligned",
+    "exact opposite",
+    "opposite personality",
+    "opposite way",
+    "opposite of how",
+    "opposite from",
+    "the opposite of what",
 ];
 
 const VERBATIM: &[&str] = &[
@@ -1111,6 +1163,13 @@ const NEW_INSTRUCTIONS: &[&str] = &[
     "important new",
     "supersede",
     "supersedes",
+    "update your behavior",
+    "update your behaviour",
+    "change your behavior",
+    "change your behaviour",
+    "adjust your behavior",
+    "modify your behavior",
+    "new rule",
 ];
 
 const CONTEXT_RESET: &[&str] = &[
@@ -1292,6 +1351,9 @@ const POLICY_NEGATIONS: &[&str] = &[
     "not comply with",
     "not have to follow",
     "not need to follow",
+    "disregards",
+    "ignores",
+    "bypasses",
 ];
 
 const POLICY_OBJECTS: &[&str] = &[
@@ -1328,6 +1390,11 @@ const POLICY_OBJECTS: &[&str] = &[
     "ai rules",
     "standard ai rules",
     "norms",
+    "ethical or legal concerns",
+    "ethical concerns",
+    "legal concerns",
+    "moral concerns",
+    "ethical and legal concerns",
 ];
 
 const POLICY_OFF: &[&str] = &[
@@ -1450,6 +1517,138 @@ const EXFIL_DATA: &[&str] = &[
     "system prompt",
     "credit card",
     "bank details",
+];
+
+/// Limits lifted; [`Term::You`] right before one makes it the model's.
+/// Only limits on conduct: "you have no limits" is also a pep talk.
+const UNLOCKS: &[&str] = &[
+    "no restrictions",
+    "no limitations",
+    "no rules",
+    "no ethics",
+    "no morals",
+    "no moral",
+    "no ethical",
+    "no filters",
+    "no guidelines",
+    "no censorship",
+    "no guardrails",
+    "no policies",
+    "no content policy",
+    "no limitations or policies",
+    "not bound by",
+    "not restricted by",
+    "not limited by",
+    "not subject to",
+    "no longer bound by",
+    "exempt from",
+    "unrestricted",
+    "unfiltered",
+    "uncensored",
+    "amoral",
+    "not care for",
+    "not care about",
+    "dont care about",
+    "dont care for",
+    "do not care for",
+    "do not care about",
+    "not need to follow",
+    "not have to follow",
+    "dont have to follow",
+    "dont need to follow",
+    "not required to follow",
+    "free from all restrictions",
+    "free of all restrictions",
+    "above the law",
+];
+
+/// A standing order over every later answer ("answer all prompts as …").
+const STANDING_ORDERS: &[&str] = &[
+    "answer all prompts",
+    "answer all my prompts",
+    "answer all my questions",
+    "answer all of my questions",
+    "answer every prompt",
+    "answer every question",
+    "respond to all my questions",
+    "respond to all of my questions",
+    "respond to all prompts",
+    "respond to all my prompts",
+    "respond to every prompt",
+    "for all your prompts",
+    "for all my prompts",
+    "all your answers",
+    "all of your answers",
+    "all your responses",
+    "all of your responses",
+    "all future responses",
+    "all your future responses",
+    "every single response",
+    "every prompt received",
+    "all my requests",
+    "all of my requests",
+];
+
+const DIVIDERS: &[&str] =
+    &["divider", "dividers", "insert divider", "print a divider", "separator", "insert separator"];
+
+const SCRIPT_SLOTS: &[&str] = &[
+    "your refusal",
+    "fake refusal",
+    "refusal beginning with",
+    "a refusal",
+    "rebel",
+    "answer to the query",
+    "response to the query",
+    "real answer",
+    "true answer",
+    "unfiltered answer",
+    "liberated answer",
+    "genius answer",
+    "measures: disabled",
+    "responseformat",
+    "response format",
+    "userquery",
+    "start output",
+    "end input",
+];
+
+const FRAMES: &[&str] = &[
+    "hypothetical response",
+    "hypothetical",
+    "fictional",
+    "the character",
+    "that character",
+    "a character",
+    "the villain",
+    "evil plan",
+    "diabolical plan",
+    "the scene is set",
+    "in the story",
+    "in this story",
+    "in the dream",
+    "in a movie",
+    "in the movie",
+];
+
+const DETAIL_DEMANDS: &[&str] = &[
+    "extremely detailed",
+    "very detailed",
+    "exact and precise",
+    "precise information",
+    "avoid generalizations",
+    "avoid generalisations",
+    "in great detail",
+    "in full detail",
+    "detailed steps",
+    "technical details",
+    "all the technical details",
+    "specific details",
+    "here are the steps",
+    "step 1",
+    "format it as a list",
+    "real world instructions",
+    "actual instructions",
 ];
 
 #[cfg(test)]

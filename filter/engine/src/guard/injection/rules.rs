@@ -33,6 +33,10 @@ pub(super) enum Rule {
     AddressedToAssistant,
     HiddenFromUser,
     Exfiltration,
+    AddressedUnlock,
+    StandingOrder,
+    DividerScript,
+    FictionalDetail,
 }
 
 /// A rule's catalogue entry.
@@ -51,7 +55,7 @@ const fn entry(rule: Rule, id: &'static str, weight: f32, indirect_only: bool) -
 }
 
 /// Every rule, in discriminant order.
-pub(super) const RULES: [RuleInfo; 27] = [
+pub(super) const RULES: [RuleInfo; 31] = [
     entry(Rule::Override, "override", 0.75, false),
     entry(Rule::QuotedOverride, "quoted_override", 0.3, false),
     entry(Rule::ContextReset, "context_reset", 0.35, false),
@@ -79,6 +83,10 @@ pub(super) const RULES: [RuleInfo; 27] = [
     entry(Rule::AddressedToAssistant, "addressed_to_assistant", 0.55, true),
     entry(Rule::HiddenFromUser, "hidden_from_user", 0.4, false),
     entry(Rule::Exfiltration, "exfiltration", 0.35, true),
+    entry(Rule::AddressedUnlock, "addressed_unlock", 0.3, false),
+    entry(Rule::StandingOrder, "standing_order", 0.2, false),
+    entry(Rule::DividerScript, "divider_script", 0.45, false),
+    entry(Rule::FictionalDetail, "fictional_detail", 0.4, false),
 ];
 
 impl Rule {

@@ -54,7 +54,17 @@ fn wasmplugin_fails_closed_pins_the_module_and_keeps_secrets_out_of_config() {
         .iter()
         .map(|e| (e["name"].as_str().unwrap(), e["valueFrom"].as_str().unwrap()))
         .collect();
-    assert_eq!(env, [("MESHWARD_PLACEHOLDER_KEY", "HOST"), ("MESHWARD_AUDIT_SECRET", "HOST")]);
+    assert_eq!(
+        env,
+        [
+            ("MESHWARD_PLACEHOLDER_KEY", "HOST"),
+            ("MESHWARD_AUDIT_SECRET", "HOST"),
+            ("MESHWARD_APPROVAL_KEY", "HOST"),
+            ("MESHWARD_POLICY_PUBLIC_KEY", "HOST")
+        ]
+    );
+    // After jwt_authn, so tenant and role claims are there to read.
+    assert_eq!(spec["phase"].as_str(), Some("AUTHZ"));
     let policy = yaml_to_json(&spec["pluginConfig"]);
     let text = policy.to_string();
     assert!(!text.contains("whsec_") && !text.to_lowercase().contains("placeholder_key"), "secrets in config");
@@ -84,7 +94,10 @@ fn envoyfilter_inserts_the_filter_then_the_buffer_before_the_router() {
         .iter()
         .map(|k| k.as_str().unwrap())
         .collect();
-    assert_eq!(keys, ["MESHWARD_PLACEHOLDER_KEY", "MESHWARD_AUDIT_SECRET"]);
+    assert_eq!(
+        keys,
+        ["MESHWARD_PLACEHOLDER_KEY", "MESHWARD_AUDIT_SECRET", "MESHWARD_APPROVAL_KEY", "MESHWARD_POLICY_PUBLIC_KEY"]
+    );
     let policy: serde_json::Value =
         serde_json::from_str(config["configuration"]["value"].as_str().unwrap()).expect("policy is JSON");
     assert_policy_compiles(&policy, "envoyfilter configuration");

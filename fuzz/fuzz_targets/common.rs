@@ -30,7 +30,7 @@ fn compile(block_cards: bool) -> Engine {
         r#"{{"meshward_policy":1,"name":"fuzz","version":"1","detection":{{"classes":{{{}}}}}}}"#,
         classes.join(",")
     );
-    match Engine::from_json(policy.as_bytes(), &Secrets { placeholder_key: Some(KEY.into()) }) {
+    match Engine::from_json(policy.as_bytes(), &Secrets { placeholder_key: Some(KEY.into()), ..Secrets::default() }) {
         Ok(e) => e,
         Err(e) => panic!("the fuzz policy must compile: {e}"),
     }
@@ -55,7 +55,7 @@ pub fn restore() -> &'static RestoreMap {
             request_id: "fuzz",
             path: "/v1/chat/completions",
             content_type: Some("application/json"),
-            content_encoding: None,
+            ..RequestMeta::default()
         };
         let d = engine().evaluate_request(&meta, body);
         assert!(matches!(d.verdict, Verdict::Rewrite(_)), "{:?}", d.verdict);

@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
         request_id: "fuzz",
         path: PATHS[usize::from(sel) % PATHS.len()],
         content_type: Some(TYPES[usize::from(sel / 3) % TYPES.len()]),
-        content_encoding: None,
+        ..RequestMeta::default()
     };
     let engine = common::engine();
     let d = engine.evaluate_request(&meta, body);

@@ -285,6 +285,9 @@ fn lint(args: &[String]) -> Result<ExitCode, String> {
     if secrets.placeholder_key.is_none() {
         secrets.placeholder_key = Some("meshward-lint-stand-in-placeholder-key".into());
     }
+    if secrets.approval_key.is_none() {
+        secrets.approval_key = Some("meshward-lint-stand-in-approval-key-0123456789".into());
+    }
     let policy = match PolicySet::from_json(&bytes, &secrets) {
         Ok(policy) => policy,
         Err(e) => {
@@ -300,6 +303,9 @@ fn lint(args: &[String]) -> Result<ExitCode, String> {
     let mut needs = Vec::new();
     if policy.profiles().any(Engine::redacts) {
         needs.push("MESHWARD_PLACEHOLDER_KEY");
+    }
+    if policy.profiles().any(Engine::checks_approvals) {
+        needs.push(meshward_engine::policy::APPROVAL_KEY_VARIABLE);
     }
     if policy.default_profile().audit.enabled {
         needs.push(meshward_engine::audit::SECRET_VARIABLE);

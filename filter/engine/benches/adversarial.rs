@@ -188,8 +188,11 @@ fn engine() -> Engine {
         r#"{{"meshward_policy":1,"name":"adv","version":"1","detection":{{"classes":{{{}}}}},"limits":{{"max_body_bytes":2097152}}}}"#,
         classes.join(",")
     );
-    Engine::from_json(policy.as_bytes(), &Secrets { placeholder_key: Some("bench-placeholder-key-0123456789".into()) })
-        .expect("the bench policy compiles")
+    Engine::from_json(
+        policy.as_bytes(),
+        &Secrets { placeholder_key: Some("bench-placeholder-key-0123456789".into()), ..Secrets::default() },
+    )
+    .expect("the bench policy compiles")
 }
 
 /// One pass over `input`; returns something to keep the work alive.
@@ -218,7 +221,7 @@ fn once(run: Run, input: &[u8], set: &DetectorSet, engine: &Engine, out: &mut Ve
                 request_id: "bench",
                 path: "/v1/chat/completions",
                 content_type: Some("application/json"),
-                content_encoding: None,
+                ..RequestMeta::default()
             };
             engine.evaluate_request(&meta, input).findings.len()
         }

@@ -323,7 +323,8 @@ impl Secrets {
         Secrets {
             placeholder_key: read(KEY_VARIABLE),
             policy_public_key: read(PUBLIC_KEY_VARIABLE),
-            ..Secrets::default()
+            // Not trimmed: the key is the variable's exact bytes.
+            approval_key: std::env::var(APPROVAL_KEY_VARIABLE).ok().filter(|v| !v.is_empty()),
         }
     }
 }
@@ -724,6 +725,11 @@ impl Engine {
             response_rules,
             placeholder_key,
         })
+    }
+
+    /// Whether this profile checks approval tokens, so needs `MESHWARD_APPROVAL_KEY`.
+    pub fn checks_approvals(&self) -> bool {
+        self.allow.needs_approval_key()
     }
 
     /// Whether this profile replaces values, so needs `MESHWARD_PLACEHOLDER_KEY`.

@@ -109,7 +109,7 @@ fn developer_blocks_secrets_strips_tools_and_gates_shell() {
     let engine = set.default_profile();
     let code = user("Why does `connect(\"10.0.0.12\", 5432)` fail for bob@example.com?");
     assert_eq!(send(engine, "api.openai.com", None, &code).verdict, Verdict::Allow);
-    let key = user("export AWS_ACCESS_KEY_ID=AKIAZ7VRSQ2EXAMPLEQ and AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY");
+    let key = user("export AWS_ACCESS_KEY_ID=AKIAZ7VRSQ2XH4KPL3MD and AWS_SECRET_ACCESS_KEY=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");
     assert_eq!(slug(&send(engine, "api.openai.com", None, &key)), Some("blocked-content"));
 
     let tool = |name: &str| json!({"type": "function", "function": {"name": name, "parameters": {}}});

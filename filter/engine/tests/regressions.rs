@@ -164,8 +164,11 @@ fn json_array_output_before_an_error_does_not_depend_on_chunking() {
 
     let policy =
         br#"{"meshward_policy":1,"name":"t","version":"1","detection":{"classes":{"EMAIL":{"action":"redact"}}}}"#;
-    let e = Engine::from_json(policy, &Secrets { placeholder_key: Some("test-placeholder-key-0123456789".into()) })
-        .unwrap();
+    let e = Engine::from_json(
+        policy,
+        &Secrets { placeholder_key: Some("test-placeholder-key-0123456789".into()), ..Secrets::default() },
+    )
+    .unwrap();
     let meta = ResponseMeta {
         request_id: "fuzz",
         request_path: "/v1beta/models/g:streamGenerateContent",

@@ -134,6 +134,7 @@ impl RootContext for Root {
             decided: false,
             decision: None,
             refused: false,
+            pending_denial: None,
             filter_nanos: 0,
             response: response::ResponseState::default(),
         }))
@@ -180,6 +181,8 @@ struct Stream {
     decision: Option<Decision>,
     /// Refused outside the engine (no policy, internal error, limits, audit full).
     refused: bool,
+    /// A refusal decided at the headers, sent when the body has arrived.
+    pending_denial: Option<Problem>,
     /// Time spent deciding, for the audit event.
     filter_nanos: u64,
     head: RequestHead,
@@ -264,7 +267,15 @@ impl HttpContext for Stream {
             Ok(engine) => engine.clone(),
             Err(unknown) => {
                 let problem = unknown.problem(&self.head.meta());
-                return self.deny(problem);
+                if end_of_stream {
+                    return self.deny(problem);
+                }
+                // Answer once the body is in: a reply sent while the client
+                // is still writing makes Envoy reset the connection, and the
+                // client would never read the problem. The buffer filter
+                // keeps the request from the provider meanwhile.
+                self.pending_denial = Some(problem);
+                return Action::Continue;
             }
         };
         self.engine = Some(engine.clone());
@@ -298,6 +309,9 @@ impl HttpContext for Stream {
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.decided {
             return Action::Continue;
+        }
+        if self.pending_denial.is_some() {
+            return self.deny_when_complete(end_of_stream);
         }
         let Some(engine) = self.engine.clone() else {
             return self.fail_internal("no engine for a body");
@@ -352,6 +366,9 @@ impl HttpContext for Stream {
         // With trailers, no body callback sees end_of_stream: decide here.
         if self.decided {
             return Action::Continue;
+        }
+        if self.pending_denial.is_some() {
+            return self.deny_when_complete(true);
         }
         match self.engine.clone() {
             Some(engine) => self.decide(&engine),
@@ -445,6 +462,18 @@ impl Stream {
                 }
             },
             Verdict::Block(problem) => self.deny(problem),
+        }
+    }
+
+    /// Holds the body of a request refused at its headers, then answers.
+    fn deny_when_complete(&mut self, complete: bool) -> Action {
+        match (complete, self.pending_denial.take()) {
+            (true, Some(problem)) => self.deny(problem),
+            (false, pending) => {
+                self.pending_denial = pending;
+                Action::Pause
+            }
+            (true, None) => self.fail_internal("no pending denial"),
         }
     }
 

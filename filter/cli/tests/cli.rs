@@ -242,3 +242,30 @@ fn check_selects_the_tenant_and_role_profile() {
     assert_eq!(v["problem"]["type"], "urn:meshward:problem:unknown-tenant");
     assert!(!v.to_string().contains("initech"), "the caller's tenant is not echoed");
 }
+
+#[test]
+fn check_reports_every_guard_and_the_classification() {
+    let pack = format!("{}/../../policies/au-gov-pspf.json", env!("CARGO_MANIFEST_DIR"));
+    let body =
+        r#"{"model":"gpt-4o","messages":[{"role":"user","content":"PROTECTED//CABINET\nSummarise the brief."}]}"#;
+    let host = ["--host", "bedrock-runtime.ap-southeast-2.amazonaws.com"];
+    let out = run(&[&["check", "--policy", &pack][..], &host[..]].concat(), body, Some(KEY));
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json_out(&out);
+    assert_eq!(v["problem"]["type"], "urn:meshward:problem:classification-exceeded");
+    assert_eq!(v["classification"]["level"], "PROTECTED");
+    assert!(v["classification"]["rationale"].as_str().unwrap().contains("PROTECTED//CABINET"));
+    let guards = v["guards"].as_array().unwrap();
+    let verdict = |name: &str| guards.iter().find(|g| g["name"] == name).map(|g| g["verdict"].clone());
+    assert_eq!(verdict("classification"), Some("block".into()));
+    assert_eq!(verdict("injection"), Some("pass".into()));
+    assert_eq!(verdict("allow"), Some("pass".into()));
+
+    let out = run(
+        &["check", "--policy", &pack, "--host", "api.openai.com"],
+        r#"{"model":"gpt-4o","messages":[]}"#,
+        Some(KEY),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json_out(&out)["problem"]["type"], "urn:meshward:problem:provider-not-allowed");
+}

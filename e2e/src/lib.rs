@@ -14,6 +14,7 @@
 //! - [`Fixture`]: mock provider + Envoy, the unit most tests need.
 
 pub mod envoy;
+pub mod h2c;
 pub mod http;
 pub mod render;
 
@@ -192,6 +193,18 @@ impl Fixture {
         self.envoy.send(req).unwrap_or_else(|e| {
             panic!(
                 "{} {} through Envoy failed: {e}\nEnvoy log tail:\n{}",
+                req.method,
+                req.path,
+                envoy::tail(&self.envoy.log(), LOG_TAIL)
+            )
+        })
+    }
+
+    /// Like [`Fixture::send`], over HTTP/2 (h2c).
+    pub fn send_h2c(&self, req: &Request) -> Response {
+        self.envoy.send_h2c(req).unwrap_or_else(|e| {
+            panic!(
+                "{} {} over h2c through Envoy failed: {e}\nEnvoy log tail:\n{}",
                 req.method,
                 req.path,
                 envoy::tail(&self.envoy.log(), LOG_TAIL)

@@ -6,10 +6,13 @@
 //! - `meshward_findings_<class>` — findings by class, request and response;
 //! - `meshward_blocks_<guard>` — blocks by guard (`pii`, `pii_response`,
 //!   `classification`, `injection`, `allow`);
-//! - `meshward_filter_time_us` — histogram of time spent deciding.
+//! - `meshward_filter_time_us` — histogram of time spent deciding;
+//! - `meshward_vm_memory_bytes` — the VM's linear memory, which only grows:
+//!   flat after warm-up means no leak (the soak in `make bench` reads it).
 //!
 //! Labels never carry values, request ids or anything else per request.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use meshward_audit_proto::event::{Action, DecisionEvent};
@@ -24,6 +27,10 @@ pub struct Metrics {
     findings: BTreeMap<&'static str, u32>,
     blocks: BTreeMap<&'static str, u32>,
     filter_time: Option<u32>,
+    vm_memory: Option<u32>,
+    /// The last value given to `vm_memory`, so the host is called only when
+    /// the memory grew.
+    vm_memory_reported: Cell<u64>,
 }
 
 impl Metrics {
@@ -41,7 +48,8 @@ impl Metrics {
             .collect();
         let blocks = GUARDS.iter().filter_map(|g| Some((*g, counter(&format!("meshward_blocks_{g}"))?))).collect();
         let filter_time = abi::define_metric(MetricType::Histogram, "meshward_filter_time_us").ok();
-        Metrics { requests, findings, blocks, filter_time }
+        let vm_memory = abi::define_metric(MetricType::Gauge, "meshward_vm_memory_bytes").ok();
+        Metrics { requests, findings, blocks, filter_time, vm_memory, vm_memory_reported: Cell::new(0) }
     }
 
     pub fn record(&self, event: &DecisionEvent) {
@@ -66,5 +74,25 @@ impl Metrics {
         if let Some(id) = self.filter_time {
             abi::record_metric(id, event.filter_time_us);
         }
+        if let Some(id) = self.vm_memory {
+            let bytes = linear_memory_bytes();
+            if bytes != self.vm_memory_reported.get() {
+                self.vm_memory_reported.set(bytes);
+                abi::record_metric(id, bytes);
+            }
+        }
     }
+}
+
+/// The size of the VM's linear memory (memory 0), in bytes.
+#[cfg(target_arch = "wasm32")]
+fn linear_memory_bytes() -> u64 {
+    const WASM_PAGE: u64 = 64 * 1024;
+    core::arch::wasm32::memory_size(0) as u64 * WASM_PAGE
+}
+
+/// Native builds (tests, clippy) have no linear memory to report.
+#[cfg(not(target_arch = "wasm32"))]
+fn linear_memory_bytes() -> u64 {
+    0
 }

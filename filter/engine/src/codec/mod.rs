@@ -127,7 +127,9 @@ fn openai_chat_scope(path: &[PathSeg<'_>]) -> Option<Scope> {
             None
         }
         [messages, index, rest @ ..] if messages.is_key("messages") => {
-            let index = index.index()?;
+            // `messages` that is not an array is not a transcript we know,
+            // but its strings still reach the provider: scan them all.
+            let Some(index) = index.index() else { return Some(Scope::Other) };
             let structural = ["role", "type", "id", "tool_call_id", "detail", "format"].iter().any(|k| last.is_key(k))
                 // Inline images and audio are base64 data, not prose.
                 || rest.iter().any(|s| s.is_key("image_url") || s.is_key("input_audio") || s.is_key("file_data"));
@@ -177,6 +179,9 @@ mod tests {
         assert_eq!(c.classify(&[k("tools"), i(0), k("function"), k("description")]), Some(Scope::ToolDeclaration));
         // `user` often carries an end-user e-mail: it is scanned.
         assert_eq!(c.classify(&[k("user")]), Some(Scope::Other));
+        // A malformed transcript is scanned whole, never skipped.
+        assert_eq!(c.classify(&[k("messages"), k("content")]), Some(Scope::Other));
+        assert_eq!(c.classify(&[k("messages"), k("role")]), Some(Scope::Other));
     }
 
     #[test]

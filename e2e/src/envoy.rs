@@ -58,6 +58,15 @@ pub struct EnvoyConfig {
     /// HTTP filters (YAML list items, indented as the template's
     /// `http_filters`) placed before the meshward filter, e.g. `jwt_authn`.
     pub filters_before: Vec<String>,
+    /// Load this module instead of the built filter (e.g. a guest that traps).
+    pub wasm_module: Option<PathBuf>,
+    /// Text replacements in the rendered config, each of which must match,
+    /// e.g. another failure policy in place of `fail_open: false`.
+    pub config_edits: Vec<(String, String)>,
+    /// Deliver the filter the way Istio does, through extension config
+    /// discovery (ECDS), here from a watched file: [`Envoy::update_filter`]
+    /// then swaps the filter's configuration while Envoy runs.
+    pub filter_via_ecds: bool,
 }
 
 impl EnvoyConfig {
@@ -71,6 +80,9 @@ impl EnvoyConfig {
             placeholder_key: Some(TEST_PLACEHOLDER_KEY.to_owned()),
             env: Vec::new(),
             filters_before: Vec::new(),
+            wasm_module: None,
+            config_edits: Vec::new(),
+            filter_via_ecds: false,
         })
     }
 }
@@ -118,10 +130,11 @@ pub fn tail(log: &str, max: usize) -> &str {
     &log[start..]
 }
 
-/// Renders the template for `cfg` with the listener and admin on port 0.
+/// Renders the template for `cfg` with the listener and admin on port 0,
+/// then applies `cfg.config_edits`.
 pub fn render_for(cfg: &EnvoyConfig, wasm: Option<&Path>) -> Result<String, Error> {
     let template = paths::read(&paths::template())?;
-    render::render(
+    let mut config = render::render(
         &template,
         &RenderParams {
             listener: HostPort::new("127.0.0.1", 0),
@@ -131,7 +144,45 @@ pub fn render_for(cfg: &EnvoyConfig, wasm: Option<&Path>) -> Result<String, Erro
             wasm,
             policy_json: &cfg.policy_json,
         },
-    )
+    )?;
+    for (from, to) in &cfg.config_edits {
+        if !config.contains(from.as_str()) {
+            return Err(Error::Render(format!("config edit: {from:?} is not in the rendered config")));
+        }
+        config = config.replace(from.as_str(), to);
+    }
+    Ok(config)
+}
+
+const FILTER_BEGIN: &str = "          # meshward-filter:begin\n";
+const FILTER_END: &str = "          # meshward-filter:end\n";
+const ECDS_FILE: &str = "meshward-filter.yaml";
+
+/// Splits a rendered config into the config with the wasm filter replaced by
+/// an ECDS reference to `ecds_path`, and the ECDS resource file holding the
+/// filter's own configuration (the template's filter block, re-indented).
+fn split_filter_for_ecds(config: &str, ecds_path: &Path) -> Result<(String, String), Error> {
+    let missing = || Error::Render("the template's filter markers are missing".into());
+    let begin = config.find(FILTER_BEGIN).ok_or_else(missing)? + FILTER_BEGIN.len();
+    let end = config[begin..].find(FILTER_END).ok_or_else(missing)? + begin;
+    let mut lines = config[begin..end].lines();
+    if lines.next().map(str::trim) != Some("- name: envoy.filters.http.wasm") {
+        return Err(Error::Render("the filter block does not start with the wasm filter".into()));
+    }
+    let mut resource = String::from(
+        "resources:\n- \"@type\": type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig\n  name: meshward\n",
+    );
+    for line in lines {
+        resource.push_str(line.get(10..).unwrap_or("").trim_end());
+        resource.push('\n');
+    }
+    let reference = format!(
+        "          - name: meshward\n            config_discovery:\n              config_source:\n                \
+         resource_api_version: V3\n                path_config_source: {{ path: {} }}\n              \
+         type_urls: [\"type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\"]\n",
+        render::quote(&ecds_path.display().to_string())
+    );
+    Ok((format!("{}{reference}{}", &config[..begin], &config[end..]), resource))
 }
 
 /// `envoy --mode validate -c config`: `Ok(log)` when valid, else
@@ -169,7 +220,11 @@ impl Envoy {
     /// Starts Envoy and waits until it either serves or exits.
     pub fn launch(cfg: &EnvoyConfig) -> Result<Launch, Error> {
         let envoy_bin = paths::envoy_binary()?;
-        let wasm = if cfg.with_filter { Some(paths::wasm_module()?) } else { None };
+        let wasm = match (&cfg.wasm_module, cfg.with_filter) {
+            (_, false) => None,
+            (Some(module), true) => Some(module.clone()),
+            (None, true) => Some(paths::wasm_module()?),
+        };
         let mut config = render_for(cfg, wasm.as_deref())?;
         if !cfg.filters_before.is_empty() {
             const MARK: &str = "          # meshward-filter:begin";
@@ -177,6 +232,12 @@ impl Envoy {
             config.insert_str(at, &cfg.filters_before.concat());
         }
         let dir = tempfile::Builder::new().prefix("meshward-e2e-").tempdir().map_err(io("creating a temp dir"))?;
+        if cfg.filter_via_ecds {
+            let ecds_path = dir.path().join(ECDS_FILE);
+            let (main, resource) = split_filter_for_ecds(&config, &ecds_path)?;
+            std::fs::write(&ecds_path, resource).map_err(io("writing the ECDS resource"))?;
+            config = main;
+        }
         let config_path = dir.path().join("envoy.yaml");
         let admin_path = dir.path().join("admin.addr");
         let log_path = dir.path().join("envoy.log");
@@ -190,6 +251,8 @@ impl Envoy {
             .arg("--admin-address-path")
             .arg(&admin_path)
             .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
+            // xDS (here file-based ECDS) wants the node to have a name.
+            .args(["--service-node", "meshward-e2e", "--service-cluster", "meshward-e2e"])
             .env_remove(PLACEHOLDER_KEY_VAR)
             .env_remove(AUDIT_SECRET_VAR)
             .stdin(Stdio::null())
@@ -300,6 +363,39 @@ impl Envoy {
     /// Sends a request to the listener over HTTP/2 (h2c, prior knowledge).
     pub fn send_h2c(&self, req: &Request) -> Result<http::Response, Error> {
         crate::h2c::send(self.listener, req)
+    }
+
+    /// Replaces the filter's configuration while Envoy runs, as a control
+    /// plane would: renders `cfg` and atomically swaps the ECDS resource
+    /// file Envoy watches (needs `filter_via_ecds`). Envoy applies it
+    /// asynchronously; watch `extension_config_discovery.*` stats.
+    pub fn update_filter(&self, cfg: &EnvoyConfig) -> Result<(), Error> {
+        let ecds_path = self.dir().join(ECDS_FILE);
+        if !ecds_path.exists() {
+            return Err(Error::Render("this Envoy was not started with filter_via_ecds".into()));
+        }
+        let wasm = match &cfg.wasm_module {
+            Some(module) => module.clone(),
+            None => paths::wasm_module()?,
+        };
+        let (_, resource) = split_filter_for_ecds(&render_for(cfg, Some(&wasm))?, &ecds_path)?;
+        let staged = self.dir().join(format!("{ECDS_FILE}.next"));
+        std::fs::write(&staged, resource).map_err(io("staging the ECDS resource"))?;
+        std::fs::rename(&staged, &ecds_path).map_err(io("swapping the ECDS resource"))
+    }
+
+    /// Every stat whose name contains `part`, as (name, value).
+    pub fn stats_containing(&self, part: &str) -> Result<Vec<(String, u64)>, Error> {
+        let resp = http::send(self.admin, &Request::get("/stats"))?;
+        Ok(resp
+            .text()
+            .lines()
+            .filter(|line| line.contains(part))
+            .filter_map(|line| {
+                let (k, v) = line.split_once(':')?;
+                Some((k.trim().to_owned(), v.trim().parse().ok()?))
+            })
+            .collect())
     }
 
     /// The process id, e.g. to read its memory from `/proc`.

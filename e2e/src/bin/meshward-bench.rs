@@ -10,7 +10,15 @@
 //! figures are the request path's. Envoy runs with `--concurrency 1`; the
 //! load generator shares the machine, so compare ratios, not absolutes.
 //!
-//! Usage: `meshward-bench [--quick] [--policy FILE]` (MESHWARD_ENVOY / MESHWARD_WASM as for the tests).
+//! Then a soak: `--soak N` requests (default 100,000; 10,000 with `--quick`;
+//! 0 skips it) through one filtered Envoy over four keep-alive connections,
+//! a mix of clean, redacted, malformed and non-UTF-8 bodies. It reports the
+//! VM's linear memory (`meshward_vm_memory_bytes`) and Envoy's resident
+//! memory at each tenth of the run, and counts every answer that is not the
+//! one expected for its kind; the exit status is 1 if any was unexpected.
+//!
+//! Usage: `meshward-bench [--quick] [--policy FILE] [--soak N] [--soak-only]`
+//! (MESHWARD_ENVOY / MESHWARD_WASM as for the tests).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -34,7 +42,22 @@ fn main() {
         .position(|a| a == "--policy")
         .and_then(|i| args.get(i + 1))
         .map(|path| std::fs::read_to_string(path).unwrap_or_else(|e| die(&format!("{path}: {e}"))));
+    let soak_requests = args
+        .iter()
+        .position(|a| a == "--soak")
+        .and_then(|i| args.get(i + 1))
+        .map(|n| n.parse::<usize>().unwrap_or_else(|_| die(&format!("--soak {n}: not a number"))))
+        .unwrap_or(if quick { 10_000 } else { 100_000 });
     let upstream = start_upstream();
+    if !args.iter().any(|a| a == "--soak-only") {
+        latency_and_throughput(upstream, quick, policy.as_deref());
+    }
+    if soak_requests > 0 && !soak(upstream, policy.as_deref(), soak_requests) {
+        std::process::exit(1);
+    }
+}
+
+fn latency_and_throughput(upstream: SocketAddr, quick: bool, policy: Option<&str>) {
     let sizes = [1024usize, 16 * 1024, 256 * 1024];
     let bodies: Vec<Vec<u8>> = sizes.iter().map(|&n| chat_body(n)).collect();
 
@@ -48,8 +71,8 @@ fn main() {
     for with_filter in [false, true] {
         let mut cfg = EnvoyConfig::new(upstream).unwrap_or_else(|e| die(&e.to_string()));
         cfg.with_filter = with_filter;
-        if let Some(policy) = &policy {
-            cfg.policy_json = policy.clone();
+        if let Some(policy) = policy {
+            cfg.policy_json = policy.to_owned();
         }
         let envoy = Envoy::start(&cfg).unwrap_or_else(|e| die(&e.to_string()));
         for (size, body) in sizes.iter().zip(&bodies) {
@@ -93,6 +116,130 @@ fn main() {
         }
     }
     print_streams(&streams);
+}
+
+/// Every soak address ends so; the provider counts bodies that still hold one.
+const SOAK_LEAK_MARK: &[u8] = b"@example.com";
+static UPSTREAM_LEAKS: AtomicU64 = AtomicU64::new(0);
+
+/// The kinds of request the soak cycles through, with the status each must get.
+const SOAK_KINDS: [(&str, u16); 4] =
+    [("clean", 200), ("pii (redacted)", 200), ("malformed JSON", 400), ("invalid UTF-8", 400)];
+
+fn soak_body(kind: usize, i: usize) -> Vec<u8> {
+    let chat = |text: String| {
+        serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}).to_string()
+    };
+    match kind {
+        0 => chat(format!("Summarise meeting {i} in three bullet points, please.")).into_bytes(),
+        // A different address each time: placeholders are per value, and a
+        // leak would show as growth.
+        1 => chat(format!("Mail user{i}@example.com about card 4111 1111 1111 1111, ticket {i}.")).into_bytes(),
+        2 => format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"unterminated {i}").into_bytes(),
+        _ => {
+            let mut body = chat(format!("caf_ {i}")).into_bytes();
+            if let Some(at) = body.iter().position(|&b| b == b'_') {
+                body[at] = 0xe9; // Latin-1 'é': not UTF-8.
+            }
+            body
+        }
+    }
+}
+
+/// Envoy's resident memory in bytes, from /proc.
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Sends `total` requests; prints memory at each tenth and every unexpected
+/// answer by kind. Returns whether every answer was the expected one.
+fn soak(upstream: SocketAddr, policy: Option<&str>, total: usize) -> bool {
+    const CONNECTIONS: usize = 4;
+    let mut cfg = EnvoyConfig::new(upstream).unwrap_or_else(|e| die(&e.to_string()));
+    if let Some(policy) = policy {
+        cfg.policy_json = policy.to_owned();
+    }
+    let envoy = Envoy::start(&cfg).unwrap_or_else(|e| die(&e.to_string()));
+    let addr = envoy.listener();
+    let leaks_before = UPSTREAM_LEAKS.load(Ordering::Relaxed);
+    let sent = Arc::new(AtomicU64::new(0));
+    let unexpected: Arc<Vec<AtomicU64>> = Arc::new(SOAK_KINDS.iter().map(|_| AtomicU64::new(0)).collect());
+    let reconnects = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..CONNECTIONS)
+        .map(|worker| {
+            let (sent, unexpected, reconnects) = (sent.clone(), unexpected.clone(), reconnects.clone());
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                loop {
+                    let i = sent.fetch_add(1, Ordering::Relaxed) as usize;
+                    if i >= total {
+                        return;
+                    }
+                    let kind = (i + worker) % SOAK_KINDS.len();
+                    let answer = client.try_request(&soak_body(kind, i));
+                    let expected = SOAK_KINDS[kind].1;
+                    if answer.as_ref().map(Message::status) != Some(expected) {
+                        unexpected[kind].fetch_add(1, Ordering::Relaxed);
+                    }
+                    if answer.is_none_or(|m| m.closes) {
+                        reconnects.fetch_add(1, Ordering::Relaxed);
+                        client = Client::connect(addr);
+                    }
+                }
+            })
+        })
+        .collect();
+
+    println!();
+    println!("soak: {total} requests through Envoy with the filter, {CONNECTIONS} keep-alive connections");
+    println!("| requests | VM linear memory MiB | Envoy resident MiB |");
+    println!("|---|---|---|");
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let mut readings = Vec::new();
+    for tenth in 1..=10u64 {
+        let mark = total as u64 * tenth / 10;
+        while sent.load(Ordering::Relaxed) < mark && workers.iter().any(|w| !w.is_finished()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let vm = envoy.stat("wasmcustom.meshward_vm_memory_bytes").ok().flatten().unwrap_or(0);
+        let rss = resident_bytes(envoy.pid());
+        println!("| {mark} | {:.2} | {:.1} |", mib(vm), mib(rss));
+        readings.push((mark, vm, rss));
+    }
+    for w in workers {
+        let _ = w.join();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let mut clean = true;
+    println!();
+    println!("| kind | expected status | unexpected answers |");
+    println!("|---|---|---|");
+    for ((name, status), count) in SOAK_KINDS.iter().zip(unexpected.iter()) {
+        let count = count.load(Ordering::Relaxed);
+        clean &= count == 0;
+        println!("| {name} | {status} | {count} |");
+    }
+    let leaks = UPSTREAM_LEAKS.load(Ordering::Relaxed) - leaks_before;
+    println!("| raw e-mail addresses that reached the provider | 0 | {leaks} |");
+    clean &= leaks == 0;
+    let first = readings.first().copied().unwrap_or_default();
+    let last = readings.last().copied().unwrap_or_default();
+    println!(
+        "{total} requests in {seconds:.1} s ({:.0}/s), {} reconnects; VM memory {:.2} → {:.2} MiB, Envoy resident {:.1} → {:.1} MiB (first tenth → end)",
+        total as f64 / seconds,
+        reconnects.load(Ordering::Relaxed),
+        mib(first.1),
+        mib(last.1),
+        mib(first.2),
+        mib(last.2)
+    );
+    clean
 }
 
 fn print_streams(streams: &[(bool, f64, f64)]) {
@@ -172,7 +319,10 @@ fn serve_upstream(stream: TcpStream) {
     let Ok(mut writer) = stream.try_clone() else { return };
     let mut reader = BufReader::new(stream);
     let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", REPLY.len());
-    while let Some(body) = read_message(&mut reader) {
+    while let Some(Message { body, .. }) = read_message(&mut reader) {
+        if body.windows(SOAK_LEAK_MARK.len()).any(|w| w == SOAK_LEAK_MARK) {
+            UPSTREAM_LEAKS.fetch_add(1, Ordering::Relaxed);
+        }
         let streaming = body.windows(13).any(|w| w == b"\"stream\":true");
         let written = if streaming {
             write_stream(&mut writer)
@@ -207,10 +357,27 @@ fn write_stream(writer: &mut TcpStream) -> std::io::Result<()> {
     writer.write_all(b"0\r\n\r\n")
 }
 
+/// One HTTP/1.1 message as read: its first line, whether it asks for the
+/// connection to close, and its body.
+struct Message {
+    first_line: String,
+    closes: bool,
+    body: Vec<u8>,
+}
+
+impl Message {
+    /// The status code of a response.
+    fn status(&self) -> u16 {
+        self.first_line.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
+    }
+}
+
 /// Reads one HTTP/1.1 message (headers + body); `None` at EOF or on error.
-fn read_message(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+fn read_message(reader: &mut BufReader<TcpStream>) -> Option<Message> {
     let mut content_length = 0usize;
     let mut chunked = false;
+    let mut closes = false;
+    let mut first_line = String::new();
     let mut line = String::new();
     loop {
         line.clear();
@@ -221,7 +388,14 @@ fn read_message(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
         if trimmed.is_empty() {
             break;
         }
+        if first_line.is_empty() {
+            first_line = trimmed.to_owned();
+            continue;
+        }
         let lower = trimmed.to_ascii_lowercase();
+        if lower.starts_with("connection:") && lower.contains("close") {
+            closes = true;
+        }
         if let Some(v) = lower.strip_prefix("content-length:") {
             content_length = v.trim().parse().ok()?;
         } else if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
@@ -248,7 +422,7 @@ fn read_message(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
         body.resize(content_length, 0);
         reader.read_exact(&mut body).ok()?;
     }
-    Some(body)
+    Some(Message { first_line, closes, body })
 }
 
 /// A keep-alive client connection to Envoy.
@@ -314,14 +488,19 @@ impl Client {
     }
 
     fn request(&mut self, body: &[u8]) {
+        if self.try_request(body).is_none() {
+            die("a request through Envoy failed");
+        }
+    }
+
+    /// One request; `None` when the connection failed.
+    fn try_request(&mut self, body: &[u8]) -> Option<Message> {
         let head = format!(
             "POST /v1/chat/completions HTTP/1.1\r\nhost: api.openai.com\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
             body.len()
         );
-        let sent = self.writer.write_all(head.as_bytes()).and_then(|()| self.writer.write_all(body));
-        if sent.is_err() || read_message(&mut self.reader).is_none() {
-            die("a request through Envoy failed");
-        }
+        self.writer.write_all(head.as_bytes()).and_then(|()| self.writer.write_all(body)).ok()?;
+        read_message(&mut self.reader)
     }
 }
 

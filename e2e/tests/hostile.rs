@@ -93,3 +93,35 @@ fn empty_bodies_pass_and_a_client_cannot_forge_a_restore() {
     assert!(text.contains("jane.doe@example.com"), "{text}");
     assert!(text.contains("[EMAIL_0a1b2c]"), "{text}");
 }
+
+#[test]
+fn configured_bounds_are_answered_with_a_413_naming_them() {
+    let policy = json!({
+        "meshward_policy": 1, "name": "tight", "version": "1",
+        "detection": {"classes": {"EMAIL": {"action": "redact"}}},
+        "limits": {"max_messages": 2, "max_findings": 3, "max_json_depth": 8}
+    });
+    let f = Fixture::start_with(|cfg| cfg.policy_json = policy.to_string());
+    let message = |i: usize| json!({"role": "user", "content": format!("hello {i}")});
+    let cases = [
+        (json!({"model": "m", "messages": [message(0), message(1), message(2)]}), "limits.max_messages"),
+        (
+            json!({"model": "m", "messages": [{"role": "user", "content": "a@example.com b@example.com c@example.com d@example.com"}]}),
+            "limits.max_findings",
+        ),
+    ];
+    for (body, limit) in cases {
+        let resp = f.send(&post(Body::Fixed(body.to_string().into_bytes())));
+        assert_eq!((resp.status, problem_type(&resp).as_str()), (413, "urn:meshward:problem:limit-exceeded"));
+        let detail = resp.json().unwrap()["detail"].as_str().unwrap_or_default().to_owned();
+        assert!(detail.contains(limit) && !detail.contains("@example.com"), "{detail}");
+    }
+    let deep = format!("{}1{}", "[".repeat(9), "]".repeat(9));
+    let resp = f.send(&post(Body::Fixed(format!(r#"{{"messages":{deep}}}"#).into_bytes())));
+    assert_eq!((resp.status, problem_type(&resp).as_str()), (400, "urn:meshward:problem:malformed-json"));
+    assert!(f.received().is_empty(), "{:?}", f.received());
+
+    let resp = f
+        .send(&post(Body::Fixed(json!({"model": "m", "messages": [message(0), message(1)]}).to_string().into_bytes())));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}

@@ -284,11 +284,25 @@ impl ClassAction {
 struct LimitsDoc {
     max_body_bytes: usize,
     max_json_depth: usize,
+    max_messages: usize,
+    max_text_parts: usize,
+    max_string_bytes: usize,
+    max_findings: usize,
+    max_stream_event_bytes: usize,
 }
 
 impl Default for LimitsDoc {
     fn default() -> Self {
-        LimitsDoc { max_body_bytes: 1 << 20, max_json_depth: 128 }
+        let limits = Limits::DEFAULT;
+        LimitsDoc {
+            max_body_bytes: limits.max_body_bytes,
+            max_json_depth: limits.max_json_depth,
+            max_messages: limits.max_messages,
+            max_text_parts: limits.max_text_parts,
+            max_string_bytes: limits.max_string_bytes,
+            max_findings: limits.max_findings,
+            max_stream_event_bytes: limits.max_stream_event_bytes,
+        }
     }
 }
 
@@ -298,10 +312,35 @@ pub struct ClassRule {
     pub min_confidence: f32,
 }
 
+/// Resource bounds on what one exchange may make the filter do. Each is
+/// answered with a 413 problem naming the limit, never by skipping a scan.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_json_depth: usize,
+    /// Entries of a chat transcript (`messages[i]`).
+    pub max_messages: usize,
+    /// Strings the request codec scans (each message content, part, tool
+    /// argument, declaration text).
+    pub max_text_parts: usize,
+    /// One JSON string, in raw (escaped) bytes.
+    pub max_string_bytes: usize,
+    /// Findings in one request body, before overlaps are resolved.
+    pub max_findings: usize,
+    /// One streamed event (SSE event, JSON-array element, event-stream frame).
+    pub max_stream_event_bytes: usize,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits {
+        max_body_bytes: 1 << 20,
+        max_json_depth: 128,
+        max_messages: 4096,
+        max_text_parts: 16_384,
+        max_string_bytes: 1 << 20,
+        max_findings: 4096,
+        max_stream_event_bytes: 1 << 20,
+    };
 }
 
 /// Secrets the host hands over from the VM environment (never from the
@@ -462,9 +501,27 @@ impl PolicySet {
         if doc.version.trim().is_empty() {
             return Err(policy_error("version", "must not be empty".into()));
         }
-        let limits = Limits { max_body_bytes: doc.limits.max_body_bytes, max_json_depth: doc.limits.max_json_depth };
-        if limits.max_body_bytes == 0 {
-            return Err(policy_error("limits.max_body_bytes", "must be at least 1".into()));
+        let l = &doc.limits;
+        let limits = Limits {
+            max_body_bytes: l.max_body_bytes,
+            max_json_depth: l.max_json_depth,
+            max_messages: l.max_messages,
+            max_text_parts: l.max_text_parts,
+            max_string_bytes: l.max_string_bytes,
+            max_findings: l.max_findings,
+            max_stream_event_bytes: l.max_stream_event_bytes,
+        };
+        for (name, value) in [
+            ("max_body_bytes", limits.max_body_bytes),
+            ("max_messages", limits.max_messages),
+            ("max_text_parts", limits.max_text_parts),
+            ("max_string_bytes", limits.max_string_bytes),
+            ("max_findings", limits.max_findings),
+            ("max_stream_event_bytes", limits.max_stream_event_bytes),
+        ] {
+            if value == 0 {
+                return Err(policy_error(&format!("limits.{name}"), "must be at least 1".into()));
+            }
         }
         if !(1..=1024).contains(&limits.max_json_depth) {
             return Err(policy_error("limits.max_json_depth", "must be between 1 and 1024".into()));

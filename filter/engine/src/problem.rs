@@ -13,6 +13,9 @@ pub enum ProblemKind {
     MalformedJson,
     InvalidUtf8,
     BodyTooLarge,
+    /// The body is within the size limit but over another `limits` bound
+    /// (messages, text parts, string length, findings).
+    LimitExceeded,
     UnsupportedEncoding,
     BlockedContent,
     Internal,
@@ -46,7 +49,7 @@ impl ProblemKind {
         match self {
             ProblemKind::MalformedJson | ProblemKind::InvalidUtf8 => 400,
             ProblemKind::BlockedContent => 403,
-            ProblemKind::BodyTooLarge => 413,
+            ProblemKind::BodyTooLarge | ProblemKind::LimitExceeded => 413,
             ProblemKind::UnsupportedEncoding => 415,
             ProblemKind::Internal | ProblemKind::NotConfigured => 500,
             ProblemKind::AuditUnavailable => 503,
@@ -64,6 +67,7 @@ impl ProblemKind {
             ProblemKind::MalformedJson => "malformed-json",
             ProblemKind::InvalidUtf8 => "invalid-utf8",
             ProblemKind::BodyTooLarge => "body-too-large",
+            ProblemKind::LimitExceeded => "limit-exceeded",
             ProblemKind::UnsupportedEncoding => "unsupported-content-encoding",
             ProblemKind::BlockedContent => "blocked-content",
             ProblemKind::Internal => "internal-error",
@@ -90,6 +94,7 @@ impl ProblemKind {
             ProblemKind::MalformedJson => "Request body is not valid JSON",
             ProblemKind::InvalidUtf8 => "Request body is not valid UTF-8",
             ProblemKind::BodyTooLarge => "Request body is larger than policy allows",
+            ProblemKind::LimitExceeded => "Request body exceeds a policy limit",
             ProblemKind::UnsupportedEncoding => "Request body encoding is not supported",
             ProblemKind::BlockedContent => "Request blocked by policy",
             ProblemKind::Internal => "meshward could not process the request",
@@ -223,6 +228,8 @@ mod tests {
     #[test]
     fn statuses_by_kind() {
         assert_eq!(ProblemKind::BodyTooLarge.status(), 413);
+        assert_eq!(ProblemKind::LimitExceeded.status(), 413);
+        assert!(!ProblemKind::LimitExceeded.is_guard());
         assert_eq!(ProblemKind::BlockedContent.status(), 403);
         assert_eq!(ProblemKind::Internal.status(), 500);
         assert_eq!(ProblemKind::UnsupportedEncoding.status(), 415);

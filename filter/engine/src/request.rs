@@ -171,7 +171,10 @@ impl Engine {
         } else {
             scan.part(Scope::Other, None, StringLeaf { start: 0, end: text.len(), escaped: false });
         }
-        let Scan { findings, edits, roles, internal_error, model, restore, usage, guards, .. } = scan;
+        let Scan { findings, edits, roles, internal_error, model, restore, usage, guards, over_limit, .. } = scan;
+        if let Some(detail) = over_limit {
+            return block(ProblemKind::LimitExceeded, detail);
+        }
         let findings = resolve_roles(findings, &roles);
         let counts = count_classes(findings.iter().map(|f| f.class));
         let guarded = guards.finish(model.as_deref(), meta, &counts, &roles);
@@ -252,6 +255,10 @@ struct Scan<'e, 't> {
     restore: RestoreMap,
     usage: UsageProbe,
     guards: RequestGuards<'e>,
+    /// Set when the body crosses a `limits` bound; the walk then does no
+    /// more work and the request is refused.
+    over_limit: Option<String>,
+    text_parts: usize,
     // Reused buffers: one allocation per request, not per string.
     found: Vec<Finding>,
     offset_map: Vec<u32>,
@@ -271,12 +278,21 @@ impl<'e, 't> Scan<'e, 't> {
             restore: RestoreMap::default(),
             usage: UsageProbe::default(),
             guards: RequestGuards::new(engine),
+            over_limit: None,
+            text_parts: 0,
             found: Vec::new(),
             offset_map: Vec::new(),
         }
     }
 
     fn part(&mut self, scope: Scope, path: Option<&[PathSeg<'_>]>, leaf: StringLeaf) {
+        let limits = &self.engine.limits;
+        self.text_parts += 1;
+        if self.text_parts > limits.max_text_parts {
+            self.over_limit =
+                Some(format!("the body has more than {} text parts (limits.max_text_parts)", limits.max_text_parts));
+            return;
+        }
         let Some(raw) = self.text.get(leaf.start..leaf.end) else {
             self.internal_error = Some("string span outside the body".into());
             return;
@@ -352,12 +368,41 @@ impl<'e, 't> Scan<'e, 't> {
             };
             self.findings.push((scope, report));
         }
+        if self.findings.len() > limits.max_findings {
+            self.over_limit =
+                Some(format!("the body holds more than {} findings (limits.max_findings)", limits.max_findings));
+        }
+    }
+
+    /// Checks the bounds a JSON string can cross by where it is or how long
+    /// it is; records the first one crossed.
+    fn check_leaf_limits(&mut self, path: &[PathSeg<'_>], leaf: &StringLeaf) {
+        let limits = &self.engine.limits;
+        let bytes = leaf.end - leaf.start;
+        if bytes > limits.max_string_bytes {
+            let detail =
+                format!("a string of {bytes} bytes exceeds limits.max_string_bytes ({})", limits.max_string_bytes);
+            self.over_limit = Some(detail);
+            return;
+        }
+        if self.codec == Codec::OpenAiChat {
+            if let [messages, index, ..] = path {
+                if messages.is_key("messages") && index.index().is_some_and(|i| i >= limits.max_messages) {
+                    self.over_limit =
+                        Some(format!("the body has more than {} messages (limits.max_messages)", limits.max_messages));
+                }
+            }
+        }
     }
 }
 
 impl<'a> Visitor<'a> for Scan<'_, '_> {
     fn string(&mut self, path: &[PathSeg<'a>], leaf: StringLeaf) {
-        if self.internal_error.is_some() {
+        if self.internal_error.is_some() || self.over_limit.is_some() {
+            return;
+        }
+        self.check_leaf_limits(path, &leaf);
+        if self.over_limit.is_some() {
             return;
         }
         if self.codec == Codec::OpenAiChat {

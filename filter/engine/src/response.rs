@@ -666,7 +666,7 @@ pub struct ResponseStream {
 
 impl ResponseStream {
     fn new(engine: &Engine, meta: &ResponseMeta<'_>, restore: RestoreMap) -> ResponseStream {
-        let max = engine.limits.max_body_bytes;
+        let max = engine.limits.max_stream_event_bytes;
         let parser = match meta.framing() {
             Framing::JsonArray => Parser::JsonArray(JsonArrayParser::new(max)),
             Framing::EventStream => Parser::EventStream(EventStreamDecoder::new(max)),

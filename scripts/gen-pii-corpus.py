@@ -182,7 +182,10 @@ class Gen:
         return "".join(self.r.choice(alphabet) for _ in range(n))
 
     def faker(self):
-        return self.fakers[self.pick(self.locales)]
+        """One of the six locales, remembered in `self.locale` so texts can
+        carry it as their subtype."""
+        self.locale = self.pick(self.locales)
+        return self.fakers[self.locale]
 
     # ---- PII values
     def name(self):
@@ -371,6 +374,7 @@ class Gen:
     def passport(self):
         r, d = self.r, self.digits
         country = self.pick(["US", "UK", "AU", "DE", "FR", "IN"])
+        self.locale = country
         if country in ("US", "UK"):
             return d(9) if r.random() < 0.6 else self.pick("ACEFGH") + d(8)
         if country == "AU":
@@ -602,13 +606,13 @@ def positive(g, cls):
     elif cls == "IP_ADDRESS":
         value = g.ip()
     elif cls == "PERSON":
-        value = g.name()
+        value, subtype = g.name(), g.locale
     elif cls == "ADDRESS":
-        value = g.address()
+        value, subtype = g.address(), g.locale
     elif cls == "DATE_OF_BIRTH":
         value = g.dob()
     elif cls == "PASSPORT":
-        value = g.passport()
+        value, subtype = g.passport(), g.locale
     elif cls == "HEALTH":
         value = g.pick(CONDITIONS)
     elif cls == "MINOR":

@@ -296,9 +296,11 @@ pub fn run(args: &Args) -> Result<bool, String> {
             ));
         }
         if let (Some(subtype), Some(class)) = (&item.subtype, item.group.strip_prefix("positive:")) {
+            // Only the labels of the text's own class (a URL's IP host is not a SECRET format).
+            let of_class = |j: usize| item.labels.get(j).is_some_and(|l| l.class == class);
             let entry = subtypes.entry(format!("{class}/{subtype}")).or_default();
-            entry.0 += item.labels.len();
-            entry.1 += result.matched.len();
+            entry.0 += (0..item.labels.len()).filter(|&j| of_class(j)).count();
+            entry.1 += result.matched.iter().filter(|&&(j, _)| of_class(j)).count();
         }
     }
     Ok(print_report(&tallies, &groups, &subtypes, &misses, &wrong, items.len(), args.show))

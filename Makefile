@@ -61,10 +61,18 @@ bench: wasm envoy
 	$(CARGO) bench -p meshward-engine --bench adversarial
 	$(CARGO) run --release -p meshward-e2e --bin meshward-bench
 
-## eval: injection guard detection / false-positive rates (fetches PyRIT and promptfoo corpora into .cache/)
+## eval: injection guard detection / false-positive rates (fetches PyRIT and promptfoo corpora into .cache/),
+## then PII precision/recall per class of `meshward scan` on a generated, labelled corpus (Faker into .venv).
+## Runs both, fails if either missed a target.
 eval:
+	$(CARGO) build --release -p meshward-cli -p meshward-eval
 	./scripts/fetch-corpora.sh
-	$(CARGO) run --release -p meshward-eval -- --corpora .cache/corpora --testdata testdata/injection
+	./scripts/gen-pii-corpus.py --out .cache/pii-eval/corpus.jsonl
+	status=0; \
+	target/release/meshward-eval --corpora .cache/corpora --testdata testdata/injection || status=1; \
+	echo; \
+	target/release/meshward-eval pii --corpus .cache/pii-eval/corpus.jsonl --scan-bin target/release/meshward || status=1; \
+	exit $$status
 
 ## fuzz: each cargo-fuzz target (fuzz/) for FUZZ_SECONDS, one at a time; not part of `test`.
 ## Installs cargo-fuzz if missing; works on stable (RUSTC_BOOTSTRAP). FUZZ_TARGETS="sse json_walk" picks some.

@@ -14,11 +14,16 @@
 //! - `--show-misses N`: print the ids (with score and rules) of up to N
 //!   misses or false positives per corpus (tuning aid).
 //! - `--threshold X`, `--indirect-threshold X`: override the defaults.
+//!
+//! `meshward-eval pii [--corpus FILE] [--scan-bin BIN] [--policy FILE]
+//! [--show N]` scores the PII detectors instead: see [`pii`].
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use meshward_engine::guard::injection::{InjectionDoc, InjectionGuard, Source};
+
+mod pii;
 
 const DETECTION_TARGET: f64 = 0.90;
 const FALSE_POSITIVE_TARGET: f64 = 0.01;
@@ -175,11 +180,18 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    let result = parse_args().and_then(|args| {
+    if std::env::args().nth(1).as_deref() == Some("pii") {
+        return exit(pii::parse_args(std::env::args().skip(2)).and_then(|args| pii::run(&args)));
+    }
+    exit(parse_args().and_then(|args| {
         let guard = InjectionGuard::compile(&args.doc).map_err(|e| format!("{}: {}", e.path, e.message))?;
         let corpora = load(&args.testdata, &args.corpora)?;
         Ok(report(&guard, &corpora, args.show_misses))
-    });
+    }))
+}
+
+/// 0 when every target was met, 1 when one was not, 2 on a usage error.
+fn exit(result: Result<bool, String>) -> ExitCode {
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

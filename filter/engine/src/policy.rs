@@ -15,7 +15,7 @@ use crate::guard::classify::{ClassificationDoc, Classifier};
 use crate::guard::injection::{InjectionDoc, InjectionGuard};
 use crate::guard::ConfigError;
 use crate::placeholder::{MasterKey, PlaceholderKey, KEY_VARIABLE};
-use crate::signing::{open_envelope, policy_digest, PolicyPublicKey, ENVELOPE_MEMBER, PUBLIC_KEY_VARIABLE};
+use crate::signing::{open_envelope, policy_digest, PolicyKeyring, ENVELOPE_MEMBER, PUBLIC_KEY_VARIABLE};
 use crate::tenant::{Identity, IdentityDoc};
 use crate::EngineError;
 
@@ -440,14 +440,11 @@ impl PolicySet {
     pub fn from_json(document: &[u8], secrets: &Secrets) -> Result<PolicySet, EngineError> {
         let value: serde_json::Value =
             serde_json::from_slice(document).map_err(|e| policy_error("$", e.to_string()))?;
-        let public_key = secrets.policy_public_key.as_deref().map(PolicyPublicKey::parse).transpose()?;
+        let public_key = secrets.policy_public_key.as_deref().map(PolicyKeyring::parse).transpose()?;
         let (doc, digest, signed_by) = match open_envelope(&value)? {
             Some(envelope) => {
                 let signed_by = match &public_key {
-                    Some(key) => {
-                        envelope.verify(key)?;
-                        Some(key.id().to_owned())
-                    }
+                    Some(keyring) => Some(envelope.verify_with(keyring)?),
                     None => None,
                 };
                 let digest = policy_digest(&envelope.policy);

@@ -101,6 +101,42 @@ impl PolicyPublicKey {
     }
 }
 
+/// The keys a filter accepts packs from, from [`PUBLIC_KEY_VARIABLE`]:
+/// normally one, two while the signing key is rotated (the new public key
+/// is added everywhere, packs are re-signed, then the old key is removed).
+#[derive(Debug, Clone)]
+pub struct PolicyKeyring(Vec<PolicyPublicKey>);
+
+/// A rotation needs two keys; more is a mistake worth refusing.
+const MAX_TRUSTED_KEYS: usize = 4;
+
+impl PolicyKeyring {
+    /// Base64 public keys separated by spaces or commas.
+    pub fn parse(text: &str) -> Result<PolicyKeyring, EngineError> {
+        let keys: Vec<PolicyPublicKey> = text
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|k| !k.is_empty())
+            .map(PolicyPublicKey::parse)
+            .collect::<Result<_, _>>()?;
+        if keys.is_empty() || keys.len() > MAX_TRUSTED_KEYS {
+            return Err(EngineError::InvalidSecret {
+                variable: PUBLIC_KEY_VARIABLE,
+                reason: format!("holds {} keys; give 1 to {MAX_TRUSTED_KEYS}", keys.len()),
+            });
+        }
+        Ok(PolicyKeyring(keys))
+    }
+
+    /// The key a pack names, if trusted.
+    fn key(&self, id: &str) -> Option<&PolicyPublicKey> {
+        self.0.iter().find(|k| k.id == id)
+    }
+
+    fn ids(&self) -> String {
+        self.0.iter().map(|k| k.id.as_str()).collect::<Vec<_>>().join(", ")
+    }
+}
+
 fn key_id(key: &VerifyingKey) -> String {
     let digest = Sha256::digest(key.as_bytes());
     hex(digest.get(..4).unwrap_or_default())
@@ -177,6 +213,22 @@ pub fn open_envelope(document: &Value) -> Result<Option<Envelope>, EngineError> 
 }
 
 impl Envelope {
+    /// Checks the signature against the trusted key the pack names (strict
+    /// ed25519 verification); returns that key's id.
+    pub fn verify_with(&self, keyring: &PolicyKeyring) -> Result<String, EngineError> {
+        match keyring.key(&self.key_id) {
+            Some(key) => self.verify(key).map(|()| key.id.clone()),
+            None => Err(EngineError::Policy {
+                path: "signature".into(),
+                message: format!(
+                    "the pack was signed with key {} but {PUBLIC_KEY_VARIABLE} trusts key(s) {}",
+                    self.key_id,
+                    keyring.ids()
+                ),
+            }),
+        }
+    }
+
     /// Checks the signature against `key` (strict ed25519 verification).
     pub fn verify(&self, key: &PolicyPublicKey) -> Result<(), EngineError> {
         let refuse = |message: String| EngineError::Policy { path: "signature".into(), message };
@@ -232,6 +284,30 @@ mod tests {
         let other_public = PolicyPublicKey::parse(&other.public_key_base64()).unwrap();
         let err = opened.verify(&other_public).unwrap_err();
         assert!(err.to_string().contains("signed with key"), "{err}");
+    }
+
+    #[test]
+    fn during_a_rotation_either_trusted_key_verifies_and_no_other() {
+        let old = key();
+        let new = PolicySigningKey::from_seed([9; 32]);
+        let stranger = PolicySigningKey::from_seed([10; 32]);
+        let both = format!("{} ,\n{}", old.public_key_base64(), new.public_key_base64());
+        let keyring = PolicyKeyring::parse(&both).unwrap();
+        let policy = json!({"meshward_policy": 1, "name": "p", "version": "1"});
+        for signer in [&old, &new] {
+            let opened = open_envelope(&signer.sign(&policy)).unwrap().unwrap();
+            let id = opened.verify_with(&keyring).unwrap();
+            assert_eq!(id, PolicyPublicKey::parse(&signer.public_key_base64()).unwrap().id());
+        }
+        let err = open_envelope(&stranger.sign(&policy)).unwrap().unwrap().verify_with(&keyring).unwrap_err();
+        assert!(err.to_string().contains("trusts key(s)"), "{err}");
+        // A pack naming a trusted key but signed by another is still refused.
+        let mut forged = open_envelope(&stranger.sign(&policy)).unwrap().unwrap();
+        forged.key_id = PolicyPublicKey::parse(&old.public_key_base64()).unwrap().id().to_owned();
+        assert!(forged.verify_with(&keyring).is_err());
+        assert!(PolicyKeyring::parse(" , ").is_err());
+        let five = vec![old.public_key_base64(); 5].join(" ");
+        assert!(PolicyKeyring::parse(&five).is_err());
     }
 
     #[test]

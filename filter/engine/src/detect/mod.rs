@@ -34,7 +34,19 @@ use std::fmt;
 pub use card::{luhn_valid, CardNetwork};
 pub use custom::{CustomDetector, CustomError, CustomSpec};
 pub use normalize::fold;
-pub use secret::SECRET_SUBTYPES;
+pub use secret::{vendor_token_shapes, SECRET_SUBTYPES};
+
+/// The word lists the context detectors use, by name: `first_names`,
+/// `conditions`, `street_types`. Nothing in the engine calls it: the naive
+/// regex baseline of `benches/detect.rs` builds its alternations from these
+/// lists, so it mirrors them instead of a copy.
+pub fn word_lists() -> [(&'static str, &'static [&'static str]); 3] {
+    [
+        ("first_names", lexicon::FIRST_NAMES),
+        ("conditions", lexicon::CONDITIONS),
+        ("street_types", lexicon::STREET_TYPES),
+    ]
+}
 
 /// The classes of sensitive value meshward knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -18,6 +18,7 @@
 //! spans of the original text, overlaps resolved (most confident, then
 //! longest wins).
 
+mod bytescan;
 mod card;
 mod context;
 mod custom;

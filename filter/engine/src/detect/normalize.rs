@@ -67,19 +67,29 @@ fn first_fold(text: &str) -> Option<usize> {
 
 /// One folded character: where its output (one byte, or none) sits in the
 /// normalised text and where the character sits in the original.
+/// Twelve bytes (offsets fit `u32`: longer texts are not folded), as
+/// text made only of folded characters has one per character.
 #[derive(Debug, Clone, Copy)]
 struct Fold {
-    norm: usize,
-    orig: usize,
-    orig_len: usize,
+    norm: u32,
+    orig: u32,
+    orig_len: u8,
     /// 1 when replaced by one ASCII byte, 0 when dropped.
-    produced: usize,
+    produced: u8,
 }
 
 impl Fold {
+    fn norm(&self) -> usize {
+        self.norm as usize
+    }
+
+    fn orig(&self) -> usize {
+        self.orig as usize
+    }
+
     /// Original minus normalised offset for the bytes copied after it.
     fn shift_after(&self) -> usize {
-        (self.orig + self.orig_len) - (self.norm + self.produced)
+        (self.orig() + usize::from(self.orig_len)) - (self.norm() + usize::from(self.produced))
     }
 }
 
@@ -95,31 +105,50 @@ impl<'t> Normalized<'t> {
     pub(crate) fn new(original: &'t str) -> Normalized<'t> {
         let original_len = original.len();
         let borrowed = || Normalized { text: Cow::Borrowed(original), folds: Vec::new(), original_len };
+        if u32::try_from(original_len).is_err() {
+            return borrowed();
+        }
         let Some(first) = first_fold(original) else {
             return borrowed();
         };
         let (head, tail) = original.split_at_checked(first).unwrap_or((original, ""));
-        let mut text = String::with_capacity(original.len());
-        text.push_str(head);
+        // Bytes, not a `String`: pushing one ASCII byte is cheaper than
+        // encoding a `char`, and the result is checked once at the end.
+        let mut text: Vec<u8> = Vec::with_capacity(original.len());
+        text.extend_from_slice(head.as_bytes());
         let mut folds = Vec::new();
         // Copied runs go in whole; only folded characters are looked at.
         let mut run_start = first;
         for (off, c) in tail.char_indices() {
             let pos = first + off;
             let Some(to) = (if c.is_ascii() { None } else { fold_char(c) }) else { continue };
-            text.push_str(original.get(run_start..pos).unwrap_or_default());
-            let produced = match to {
+            if run_start < pos {
+                text.extend_from_slice(original.as_bytes().get(run_start..pos).unwrap_or_default());
+            }
+            let produced: u8 = match to {
                 Some(b) => {
-                    text.push(char::from(b));
+                    text.push(b);
                     1
                 }
                 None => 0,
             };
-            folds.push(Fold { norm: text.len() - produced, orig: pos, orig_len: c.len_utf8(), produced });
+            let norm = text.len() - usize::from(produced);
+            // Both below `original_len`, which fits `u32` (checked above).
+            folds.push(Fold {
+                norm: u32::try_from(norm).unwrap_or(u32::MAX),
+                orig: u32::try_from(pos).unwrap_or(u32::MAX),
+                orig_len: u8::try_from(c.len_utf8()).unwrap_or(4),
+                produced,
+            });
             run_start = pos + c.len_utf8();
         }
-        text.push_str(original.get(run_start..).unwrap_or_default());
-        Normalized { text: Cow::Owned(text), folds, original_len }
+        text.extend_from_slice(original.as_bytes().get(run_start..).unwrap_or_default());
+        // Whole characters and ASCII bytes only, so always UTF-8; were it
+        // not, detecting on the original beats failing.
+        match String::from_utf8(text) {
+            Ok(text) => Normalized { text: Cow::Owned(text), folds, original_len },
+            Err(_) => borrowed(),
+        }
     }
 
     pub(crate) fn text(&self) -> &str {
@@ -137,9 +166,9 @@ impl<'t> Normalized<'t> {
         }
         // Folds wholly before byte `i`: dropped characters at `i` come
         // before it in the original, a replacement at `i` is byte `i`.
-        let k = self.folds.partition_point(|f| f.norm < i || (f.norm == i && f.produced == 0));
-        if let Some(f) = self.folds.get(k).filter(|f| f.norm == i && f.produced == 1) {
-            return Some((f.orig, f.orig + f.orig_len));
+        let k = self.folds.partition_point(|f| f.norm() < i || (f.norm() == i && f.produced == 0));
+        if let Some(f) = self.folds.get(k).filter(|f| f.norm() == i && f.produced == 1) {
+            return Some((f.orig(), f.orig() + usize::from(f.orig_len)));
         }
         let shift = k.checked_sub(1).and_then(|j| self.folds.get(j)).map_or(0, Fold::shift_after);
         Some((i + shift, i + shift + 1))

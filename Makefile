@@ -59,6 +59,7 @@ test: wasm native envoy
 bench: wasm envoy
 	$(CARGO) bench -p meshward-engine --bench detect
 	$(CARGO) bench -p meshward-engine --bench adversarial
+	$(CARGO) bench -p meshward-wasm-host --bench wasm_scan
 	$(CARGO) run --release -p meshward-e2e --bin meshward-bench
 
 ## eval: injection guard detection / false-positive rates (fetches PyRIT and promptfoo corpora into .cache/),

@@ -2,6 +2,7 @@
 //! single spaces or dashes, that pass the Luhn check *and* fall in an
 //! issuer's range with that issuer's lengths (DESIGN.md §4).
 
+use super::bytescan::find_digit;
 use super::{is_word_byte, EntityClass, Finding};
 
 const MIN_DIGITS: usize = 13;
@@ -96,13 +97,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
 pub(super) fn detect(text: &str, out: &mut Vec<Finding>) {
     let bytes = text.as_bytes();
     let mut i = 0;
-    while i < bytes.len() {
-        let Some(&b) = bytes.get(i) else { break };
-        if !b.is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        let start = i;
+    while let Some(start) = find_digit(bytes, i) {
         let run = DigitRun::read(bytes, start);
         i = run.end.max(start + 1);
         let glued_before = start > 0 && bytes.get(start - 1).copied().is_some_and(is_word_byte);

@@ -7,8 +7,9 @@
 //! These are heuristics with honest, measured accuracy (see the corpus
 //! test), not validated formats; their confidences say so.
 
+use super::bytescan::find_upper;
 use super::keywords::{Hit, Kw};
-use super::lexicon::{contains_ci, CONDITIONS, FIRST_NAMES, MONTHS, NOT_NAMES, STREET_TYPES};
+use super::lexicon::{CONDITIONS, FIRST_NAME_SET, MONTHS, NOT_NAME_SET, STREET_TYPE_SET};
 use super::{at, window_has, Ctx, EntityClass, Finding};
 
 /// A person-name cue.
@@ -96,7 +97,7 @@ fn name_word(bytes: &[u8], p: usize) -> Option<usize> {
     if word.len() > 3 && word.iter().all(|b| b.is_ascii_uppercase()) {
         return None;
     }
-    if contains_ci(NOT_NAMES, word) {
+    if NOT_NAME_SET.contains(word) {
         return None;
     }
     if at(bytes, e).is_ascii_digit() || at(bytes, e) == b'_' {
@@ -112,7 +113,7 @@ fn name_run(bytes: &[u8], p: usize) -> Option<(usize, usize, usize)> {
     while words < 3 && at(bytes, end) == b' ' {
         let Some(e) = name_word(bytes, end + 1) else { break };
         let word = bytes.get(end + 1..e).unwrap_or_default();
-        if contains_ci(STREET_TYPES, word) {
+        if STREET_TYPE_SET.contains(word) {
             break;
         }
         end = e;
@@ -133,8 +134,8 @@ fn persons(bytes: &[u8], out: &mut Vec<Finding>) {
     let mut p = 0;
     let mut next_allowed = 0;
     while p < bytes.len() {
-        let Some(off) = bytes.get(p..).and_then(|r| r.iter().position(u8::is_ascii_uppercase)) else { break };
-        p += off;
+        let Some(next) = find_upper(bytes, p) else { break };
+        p = next;
         let word_start = p == 0 || {
             let b = at(bytes, p - 1);
             !(b.is_ascii_alphanumeric() || b == b'_' || b == b'\'' || b >= 0x80)
@@ -172,12 +173,18 @@ fn cue_before(bytes: &[u8], p: usize) -> Option<(Cue, bool, usize)> {
     if s == q || (s > 0 && at(bytes, s - 1).is_ascii_alphanumeric()) {
         return None;
     }
-    let word = bytes.get(s..q)?.to_ascii_lowercase();
+    // At most 12 letters: lower-cased on the stack (this runs at every
+    // capitalised word).
+    let mut buf = [0u8; 12];
+    let word = buf.get_mut(..q - s)?;
+    word.copy_from_slice(bytes.get(s..q)?);
+    word.make_ascii_lowercase();
+    let word = &*word;
     let prev = |phrase: &[u8]| {
         s >= phrase.len() && bytes.get(s - phrase.len()..s).is_some_and(|w| w.eq_ignore_ascii_case(phrase))
     };
     let capitalised = at(bytes, s).is_ascii_uppercase();
-    let cue = match word.as_slice() {
+    let cue = match word {
         b"mr" | b"mrs" | b"ms" | b"miss" | b"dr" | b"prof" | b"mx" | b"sir" if capitalised => Cue::Title,
         b"hi" | b"hello" | b"dear" | b"hey" | b"greetings" | b"morning" | b"afternoon" | b"evening" => Cue::Greeting,
         b"regards" | b"cheers" | b"sincerely" | b"thanks" | b"wishes" | b"truly" | b"warmly" | b"best" => Cue::SignOff,
@@ -200,14 +207,23 @@ fn cue_before(bytes: &[u8], p: usize) -> Option<(Cue, bool, usize)> {
     ok_seps.then_some((cue, newline, s))
 }
 
+/// A name at the capitalised word `p`. The cheap tests come first: a name
+/// needs a cue word before it or a given name from the lexicon, and most
+/// capitalised words (sentence starts, products, places) have neither, so
+/// the name run is read only when one holds.
 fn person_at(bytes: &[u8], p: usize) -> Option<Finding> {
-    let (start, end, words) = name_run(bytes, p)?;
+    let start = p;
     let first_end = name_word(bytes, start)?;
     let first = bytes.get(start..first_end)?;
-    let in_lexicon = contains_ci(FIRST_NAMES, first.strip_suffix(b".").unwrap_or(first));
+    let in_lexicon = FIRST_NAME_SET.contains(first.strip_suffix(b".").unwrap_or(first));
+    let cue = cue_before(bytes, p);
+    if cue.is_none() && !in_lexicon {
+        return None;
+    }
+    let (start, end, words) = name_run(bytes, p)?;
     let after = at(bytes, end);
     let ends_clause = matches!(after, 0 | b',' | b'!' | b'.' | b'\n' | b'\r' | b'?' | b':' | b';' | b')');
-    if let Some((cue, newline, _)) = cue_before(bytes, p) {
+    if let Some((cue, newline, _)) = cue {
         let c = match cue {
             Cue::Title => Some(0.9),
             Cue::Greeting => (ends_clause || in_lexicon || words > 1).then_some(if in_lexicon { 0.9 } else { 0.8 }),

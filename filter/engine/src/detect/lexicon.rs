@@ -413,6 +413,8 @@ pub(crate) const MONTHS: &[(&str, u8)] = &[
 
 /// Whether `word` is in `list` (lower case, sorted: see the test),
 /// ASCII case-insensitively; a binary search over a lower-cased stack copy.
+/// The reference [`WordSet`] is tested against.
+#[cfg(test)]
 pub(crate) fn contains_ci(list: &[&str], word: &[u8]) -> bool {
     let mut buf = [0u8; 32];
     let Some(lower) = buf.get_mut(..word.len()) else {
@@ -423,6 +425,75 @@ pub(crate) fn contains_ci(list: &[&str], word: &[u8]) -> bool {
     }
     list.binary_search_by(|w| w.as_bytes().cmp(lower)).is_ok()
 }
+
+/// A word list looked up by hash: a Bloom filter first, then a binary
+/// search over the words' hashes and one compare. The person pass looks up
+/// every capitalised word in [`FIRST_NAMES`] and [`NOT_NAMES`]; most are in
+/// neither, and a string binary search's compares were a tenth of a whole
+/// scan. Answers are exact (the final compare), as the sorted list's binary search.
+pub(crate) struct WordSet {
+    /// `(hash, word)`, sorted by hash.
+    by_hash: Vec<(u64, &'static str)>,
+    bloom: [u64; 64],
+}
+
+impl WordSet {
+    fn new(list: &'static [&'static str]) -> WordSet {
+        let mut bloom = [0u64; 64];
+        let mut by_hash = Vec::with_capacity(list.len());
+        for w in list {
+            if let Some(h) = fold_hash(w.as_bytes()) {
+                by_hash.push((h, *w));
+                for bit in bloom_bits(h) {
+                    if let Some(slot) = bloom.get_mut(bit / 64) {
+                        *slot |= 1 << (bit % 64);
+                    }
+                }
+            }
+        }
+        by_hash.sort_unstable();
+        WordSet { by_hash, bloom }
+    }
+
+    /// Whether `word` is in the list, ASCII case-insensitively.
+    pub(crate) fn contains(&self, word: &[u8]) -> bool {
+        let Some(h) = fold_hash(word) else { return false };
+        let maybe =
+            bloom_bits(h).iter().all(|&bit| self.bloom.get(bit / 64).is_some_and(|s| s & (1 << (bit % 64)) != 0));
+        if !maybe {
+            return false;
+        }
+        let first = self.by_hash.partition_point(|&(k, _)| k < h);
+        self.by_hash
+            .get(first..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|&&(k, _)| k == h)
+            .any(|(_, w)| w.as_bytes().eq_ignore_ascii_case(word))
+    }
+}
+
+/// FNV-1a of the lower-cased word; `None` past 32 bytes (no list word is
+/// that long).
+fn fold_hash(word: &[u8]) -> Option<u64> {
+    if word.len() > 32 {
+        return None;
+    }
+    Some(
+        word.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x100_0000_01b3)
+        }),
+    )
+}
+
+fn bloom_bits(h: u64) -> [usize; 2] {
+    [(h & 4095) as usize, ((h >> 32) & 4095) as usize]
+}
+
+pub(crate) static FIRST_NAME_SET: std::sync::LazyLock<WordSet> = std::sync::LazyLock::new(|| WordSet::new(FIRST_NAMES));
+pub(crate) static NOT_NAME_SET: std::sync::LazyLock<WordSet> = std::sync::LazyLock::new(|| WordSet::new(NOT_NAMES));
+pub(crate) static STREET_TYPE_SET: std::sync::LazyLock<WordSet> =
+    std::sync::LazyLock::new(|| WordSet::new(STREET_TYPES));
 
 #[cfg(test)]
 mod tests {
@@ -439,5 +510,21 @@ mod tests {
         assert!(contains_ci(STREET_TYPES, b"Street"));
         assert!(!contains_ci(STREET_TYPES, b"Streets"));
         assert!(contains_ci(FIRST_NAMES, b"ZOE") && contains_ci(NOT_NAMES, b"The"));
+    }
+
+    #[test]
+    fn word_sets_answer_like_the_lists() {
+        for (set, list) in
+            [(&*FIRST_NAME_SET, FIRST_NAMES), (&*NOT_NAME_SET, NOT_NAMES), (&*STREET_TYPE_SET, STREET_TYPES)]
+        {
+            for w in list {
+                assert!(set.contains(w.as_bytes()) && set.contains(w.to_uppercase().as_bytes()), "{w}");
+                let longer = format!("{w}x");
+                assert_eq!(set.contains(longer.as_bytes()), contains_ci(list, longer.as_bytes()), "{longer}");
+            }
+            for w in ["", "Zzz", "Priyanka", "The", "Street", "Streets", "Mary", "a".repeat(40).as_str()] {
+                assert_eq!(set.contains(w.as_bytes()), contains_ci(list, w.as_bytes()), "{w}");
+            }
+        }
     }
 }

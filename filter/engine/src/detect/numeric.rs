@@ -9,7 +9,8 @@
 //! accepts a range wins and the scan continues after it. Work per group is
 //! bounded, so a megabyte of digits costs a linear pass.
 
-use super::lexicon::{contains_ci, AU_STATES, STREET_TYPES, US_STATES};
+use super::bytescan::find_digit;
+use super::lexicon::{AU_STATES, STREET_TYPE_SET, US_STATES};
 use super::{at, window_has, Ctx, EntityClass, Finding};
 
 const MAX_GROUPS: usize = 8;
@@ -157,10 +158,9 @@ pub(crate) fn detect(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
     let mut i = 0usize;
     while i < bytes.len() {
         // Find the next digit.
-        let Some(off) = bytes.get(i..).and_then(|rest| rest.iter().position(u8::is_ascii_digit)) else {
+        let Some(start) = find_digit(bytes, i) else {
             break;
         };
-        let start = i + off;
         let end = read_token(bytes, start, &mut groups, &mut digits);
         i = end.max(start + 1);
         if start < consumed {
@@ -883,7 +883,7 @@ fn street_address(bytes: &[u8], start: usize, end: usize, groups: &[Group]) -> O
         if word.is_empty() {
             break;
         }
-        let is_type = words >= 1 && contains_ci(STREET_TYPES, word);
+        let is_type = words >= 1 && STREET_TYPE_SET.contains(word);
         if is_type {
             let mut e = w_end;
             if at(bytes, e) == b'.' {

@@ -285,6 +285,29 @@ pub static SECRET_SUBTYPES: std::sync::LazyLock<Vec<&'static str>> = std::sync::
     all
 });
 
+/// The vendor token formats as `(prefix, ASCII character class, min, max)`
+/// body lengths, the class written as a regex class. Nothing in the engine
+/// uses it: the naive baseline of `benches/detect.rs` compiles one regex per
+/// entry, so the baseline mirrors this table instead of a copy of it.
+pub fn vendor_token_shapes() -> impl Iterator<Item = (&'static str, &'static str, u16, u16)> {
+    VENDOR.iter().map(|r| {
+        let class = match r.charset {
+            Alnum => "[A-Za-z0-9]",
+            Word => "[A-Za-z0-9_]",
+            UrlB64 => "[A-Za-z0-9_-]",
+            Dotted => "[A-Za-z0-9_.-]",
+            Base64 => "[A-Za-z0-9+/=]",
+            Hex => "[0-9a-fA-F]",
+            HexLower => "[0-9a-f]",
+            Upper => "[A-Z0-9]",
+            Lower => "[a-z0-9]",
+            Base32 => "[A-Z2-7]",
+            AlnumDash => "[A-Za-z0-9-]",
+        };
+        (r.prefix, class, r.min, r.max)
+    })
+}
+
 pub(crate) fn triggers() -> Vec<(&'static str, Kw)> {
     let vendor = VENDOR.iter().enumerate().map(|(i, r)| (r.prefix, Kw::Vendor(i as u16)));
     let special = SPECIAL.iter().map(|&(w, s)| (w, Kw::Special(s)));

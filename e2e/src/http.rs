@@ -145,11 +145,18 @@ pub fn send(addr: SocketAddr, req: &Request) -> Result<Response, Error> {
     let write = |stream: &mut TcpStream, bytes: &[u8]| {
         stream.write_all(bytes).and_then(|()| stream.flush()).map_err(io_err("writing the request"))
     };
-    write(&mut stream, &req.head())?;
+    // A fixed body goes in the same write as the head: a proxy that answers
+    // at the headers (a dead VM, say) and closes would otherwise reset the
+    // connection when the body arrives, and the reset can discard its reply.
+    let mut head = req.head();
     match &req.body {
-        Body::Empty => {}
-        Body::Fixed(b) => write(&mut stream, b)?,
+        Body::Empty => write(&mut stream, &head)?,
+        Body::Fixed(b) => {
+            head.extend_from_slice(b);
+            write(&mut stream, &head)?
+        }
         Body::Chunked(chunks) => {
+            write(&mut stream, &head)?;
             for chunk in chunks.iter().filter(|c| !c.is_empty()) {
                 let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
                 framed.extend_from_slice(chunk);

@@ -102,9 +102,13 @@ fn a_vm_that_traps_fails_closed_under_the_shipped_failure_policy() {
     assert!(resp.status >= 500, "a trap must not pass the request: {} {}", resp.status, resp.text());
     // The VM is gone: with `fail_open: false` every later request is
     // refused too, until Envoy is restarted or the filter re-pushed.
+    // Envoy may answer at the headers and close, so a reset also counts as
+    // refused; what matters is that nothing reaches the provider (below).
     for i in 0..3 {
-        let resp = f.send(&chat(&format!("after-trap-{i}"), "hi"));
-        assert!(resp.status >= 500, "fail closed after a trap: {} {}", resp.status, resp.text());
+        match f.envoy.send(&chat(&format!("after-trap-{i}"), "hi")) {
+            Ok(resp) => assert!(resp.status >= 500, "fail closed after a trap: {} {}", resp.status, resp.text()),
+            Err(e) => eprintln!("after-trap-{i}: connection refused or reset ({e})"),
+        }
     }
     assert_eq!(f.received().len(), 1, "only the request before the trap reached the provider");
 }

@@ -110,6 +110,26 @@ fn rendered_template_passes_envoy_validate_with_every_policy() {
 }
 
 #[test]
+fn tls_provider_example_passes_envoy_validate_and_its_policy_is_checked() {
+    let wasm = paths::wasm_module().unwrap_or_else(|e| panic!("{e}"));
+    let example = paths::read(&paths::root().join("envoy/providers-tls.yaml")).unwrap();
+    const SHIPPED_WASM: &str = "/etc/meshward/meshward_filter.wasm";
+    assert!(example.contains(SHIPPED_WASM), "the example names where the .wasm goes");
+    let ours = example.replace(SHIPPED_WASM, &wasm.display().to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("providers-tls.yaml");
+    std::fs::write(&file, &ours).unwrap();
+    envoy::validate(&file).unwrap_or_else(|e| panic!("envoy/providers-tls.yaml: {e}"));
+
+    // Validation configures the embedded policy too: a broken one fails it.
+    let broken = ours.replace(r#""action": "reversible""#, r#""action": "explode""#);
+    assert_ne!(broken, ours);
+    std::fs::write(&file, &broken).unwrap();
+    let err = envoy::validate(&file).expect_err("a bad embedded policy must fail validation");
+    assert!(err.to_string().contains(PLUGIN_FAILED) || format!("{err:?}").contains("configuration rejected"), "{err}");
+}
+
+#[test]
 fn run_script_renders_a_valid_config_with_the_design_ports() {
     let wasm = paths::wasm_module().unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();

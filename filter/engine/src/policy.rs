@@ -289,6 +289,7 @@ struct LimitsDoc {
     max_string_bytes: usize,
     max_findings: usize,
     max_stream_event_bytes: usize,
+    max_hold_back_bytes: usize,
 }
 
 impl Default for LimitsDoc {
@@ -302,6 +303,7 @@ impl Default for LimitsDoc {
             max_string_bytes: limits.max_string_bytes,
             max_findings: limits.max_findings,
             max_stream_event_bytes: limits.max_stream_event_bytes,
+            max_hold_back_bytes: limits.max_hold_back_bytes,
         }
     }
 }
@@ -329,6 +331,11 @@ pub struct Limits {
     pub max_findings: usize,
     /// One streamed event (SSE event, JSON-array element, event-stream frame).
     pub max_stream_event_bytes: usize,
+    /// Text one response stream holds back, summed over its channels
+    /// (choices, tool calls, content blocks). Each channel's window is
+    /// bounded by the detectors' shapes, but a stream can open any number of
+    /// channels; this caps the total.
+    pub max_hold_back_bytes: usize,
 }
 
 impl Limits {
@@ -340,7 +347,10 @@ impl Limits {
         max_string_bytes: 1 << 20,
         max_findings: 4096,
         max_stream_event_bytes: 1 << 20,
+        max_hold_back_bytes: 64 << 10,
     };
+    /// The largest single-channel window (an unfinished PEM block) fits.
+    pub const MIN_HOLD_BACK_BYTES: usize = 8 << 10;
 }
 
 /// Secrets the host hands over from the VM environment (never from the
@@ -507,6 +517,7 @@ impl PolicySet {
             max_string_bytes: l.max_string_bytes,
             max_findings: l.max_findings,
             max_stream_event_bytes: l.max_stream_event_bytes,
+            max_hold_back_bytes: l.max_hold_back_bytes,
         };
         for (name, value) in [
             ("max_body_bytes", limits.max_body_bytes),
@@ -519,6 +530,12 @@ impl PolicySet {
             if value == 0 {
                 return Err(policy_error(&format!("limits.{name}"), "must be at least 1".into()));
             }
+        }
+        if limits.max_hold_back_bytes < Limits::MIN_HOLD_BACK_BYTES {
+            return Err(policy_error(
+                "limits.max_hold_back_bytes",
+                format!("must be at least {} (an unfinished private key is held whole)", Limits::MIN_HOLD_BACK_BYTES),
+            ));
         }
         if !(1..=1024).contains(&limits.max_json_depth) {
             return Err(policy_error("limits.max_json_depth", "must be between 1 and 1024".into()));

@@ -662,6 +662,9 @@ pub struct ResponseStream {
     /// The event just dropped ended in a CR whose LF may arrive alone (the
     /// SSE parser hands it out as a data-less event): drop that LF too.
     dropped_cr: bool,
+    /// Text held back, summed over the channels (`limits.max_hold_back_bytes`).
+    held: usize,
+    max_held: usize,
 }
 
 impl ResponseStream {
@@ -688,6 +691,8 @@ impl ResponseStream {
             max_depth: engine.limits.max_json_depth,
             strip_usage: false,
             dropped_cr: false,
+            held: 0,
+            max_held: engine.limits.max_hold_back_bytes,
         }
     }
 
@@ -794,6 +799,13 @@ impl ResponseStream {
                 Step::Error(detail) => Err(detail),
             };
             match result {
+                Ok(_) if self.over_hold_back() => {
+                    let detail = format!(
+                        "the stream holds back more than limits.max_hold_back_bytes ({} bytes) of unreleased text",
+                        self.max_held
+                    );
+                    self.fail(out, ProblemKind::LimitExceeded, detail);
+                }
                 Ok(bytes) => {
                     if !self.stop_if_blocked(out) {
                         out.extend(bytes);
@@ -879,10 +891,18 @@ impl ResponseStream {
         }
         let i = self.channel_index(&key, kind);
         let Some(ch) = self.channels.get_mut(i) else { return delta.to_owned() };
+        let before = ch.pending.len();
         ch.pending.push_str(delta);
         let (used, out) = process(engine, &self.restore, &mut self.report, &self.classes, &ch.pending, at_end, kind);
         ch.pending.drain(..used.min(ch.pending.len()));
+        self.held = self.held.saturating_sub(before).saturating_add(ch.pending.len());
         out
+    }
+
+    /// Over `limits.max_hold_back_bytes`, the stream ends (fail closed)
+    /// rather than holding more or releasing text unchecked.
+    fn over_hold_back(&self) -> bool {
+        self.held > self.max_held
     }
 
     /// Releases everything a channel holds (the channel ends).
@@ -893,6 +913,7 @@ impl ResponseStream {
             return None;
         }
         let pending = std::mem::take(&mut ch.pending);
+        self.held = self.held.saturating_sub(pending.len());
         let (kind, item_id) = (ch.kind, ch.item_id.clone());
         let (_, out) = process(engine, &self.restore, &mut self.report, &self.classes, &pending, true, kind);
         Some((kind, out, item_id))
@@ -1512,6 +1533,40 @@ mod tests {
                 assert!(report.problem.is_none());
             }
         }
+    }
+
+    #[test]
+    fn a_stream_holding_back_more_than_the_limit_ends_with_an_error_event() {
+        let policy = r#"{"meshward_policy":1,"name":"t","version":"1","mode":"enforce","detection":{"classes":{"EMAIL":{"action":"redact"}}},"limits":{"max_hold_back_bytes":8192}}"#;
+        let secrets =
+            Secrets { placeholder_key: Some("unit-test-placeholder-key-0123456789".into()), ..Secrets::default() };
+        let e = Engine::from_json(policy.as_bytes(), &secrets).unwrap();
+        // Each choice ends in a run that could still become an address, so
+        // each channel holds ~300 bytes; 40 choices hold more than 8 KiB.
+        let tail = "x".repeat(300);
+        let held: String = (0..40)
+            .map(|i| {
+                chunk(&format!(
+                    r#""choices":[{{"index":{i},"delta":{{"content":"see {tail}"}},"finish_reason":null}}]"#
+                ))
+            })
+            .collect();
+        let (out, report) = run(&e, "/v1/chat/completions", false, &[held.as_bytes()]);
+        let out = String::from_utf8(out).unwrap();
+        let problem = report.problem.expect("the stream is stopped");
+        assert_eq!(problem.kind, ProblemKind::LimitExceeded);
+        assert!(out.contains("max_hold_back_bytes") && out.contains("limit-exceeded"), "{out}");
+        // Under the limit, the same shape streams through whole.
+        let few: String = (0..20)
+            .map(|i| {
+                chunk(&format!(
+                    r#""choices":[{{"index":{i},"delta":{{"content":"see {tail}"}},"finish_reason":null}}]"#
+                ))
+            })
+            .collect();
+        let (out, report) = run(&e, "/v1/chat/completions", false, &[few.as_bytes(), b"data: [DONE]\n\n"]);
+        assert!(report.problem.is_none());
+        assert_eq!(String::from_utf8(out).unwrap().matches(&tail).count(), 20);
     }
 
     #[test]

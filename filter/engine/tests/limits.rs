@@ -130,11 +130,24 @@ fn zero_bounds_are_configuration_errors() {
         "max_string_bytes",
         "max_findings",
         "max_stream_event_bytes",
+        "max_hold_back_bytes",
     ] {
         let doc = json!({"meshward_policy": 1, "name": "limits", "version": "1", "limits": {name: 0}});
         let Err(err) = PolicySet::from_json(doc.to_string().as_bytes(), &secrets) else {
             panic!("limits.{name} = 0 was accepted");
         };
         assert!(err.to_string().contains(&format!("limits.{name}")), "{name}: {err}");
+    }
+}
+
+#[test]
+fn hold_back_below_one_private_key_is_a_configuration_error() {
+    let secrets =
+        Secrets { placeholder_key: Some("limits-test-placeholder-key-0123456789".into()), ..Secrets::default() };
+    for (value, ok) in [(8191, false), (8192, true)] {
+        let doc =
+            json!({"meshward_policy": 1, "name": "limits", "version": "1", "limits": {"max_hold_back_bytes": value}});
+        let result = PolicySet::from_json(doc.to_string().as_bytes(), &secrets);
+        assert_eq!(result.is_ok(), ok, "{value}: {:?}", result.err().map(|e| e.to_string()));
     }
 }

@@ -585,7 +585,7 @@ fn phone(v: &View<'_>) -> Option<(f32, &'static str)> {
         if v.n == 1 && n == 11 && (6..=9).contains(&d1) {
             return Some((0.7, if d1 == 7 { "uk" } else { "in" }));
         }
-        if v.n == 1 && n == 11 && matches!(d1, 1 | 2 | 3) {
+        if v.n == 1 && n == 11 && (1..=3).contains(&d1) {
             return Some((0.6, "uk"));
         }
         // Unseparated ten digits after the trunk 0: every French number

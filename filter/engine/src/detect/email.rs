@@ -49,8 +49,17 @@ pub(super) fn detect(text: &str, out: &mut Vec<Finding>) {
 /// walks over a text are linear in total.
 fn local_part_start(bytes: &[u8], at: usize, floor: usize) -> Option<usize> {
     let mut start = at;
-    while start > floor && bytes.get(start - 1).copied().is_some_and(is_local_byte) {
-        start -= 1;
+    while start > floor {
+        if bytes.get(start - 1).copied().is_some_and(is_local_byte) {
+            start -= 1;
+        } else if let Some(len) = letter_before(bytes, start, floor) {
+            // RFC 6531 allows UTF-8 local parts ("josé.garcía@..."):
+            // stopping at "í" would report "a@..." and leave "josé.garcí"
+            // behind. Letters and digits only, so "：" or "「" still stop it.
+            start -= len;
+        } else {
+            break;
+        }
     }
     // A local part neither starts nor ends with a dot ("see:.a@b.com").
     while start < at && bytes.get(start) == Some(&b'.') {
@@ -58,6 +67,29 @@ fn local_part_start(bytes: &[u8], at: usize, floor: usize) -> Option<usize> {
     }
     let last = bytes.get(at.checked_sub(1)?).copied()?;
     (start < at && last != b'.').then_some(start)
+}
+
+/// The byte length of the non-ASCII letter or digit that ends just before
+/// `end` (not reaching below `floor`), if that is what is there.
+fn letter_before(bytes: &[u8], end: usize, floor: usize) -> Option<usize> {
+    if bytes.get(end.checked_sub(1)?).is_none_or(|b| b.is_ascii()) {
+        return None;
+    }
+    // A UTF-8 character is at most 4 bytes: find its lead byte.
+    let lo = end.saturating_sub(4).max(floor);
+    let lead = (lo..end).rev().find(|&i| bytes.get(i).is_some_and(|b| b & 0xC0 != 0x80))?;
+    let c = std::str::from_utf8(bytes.get(lead..end)?).ok()?.chars().next()?;
+    c.is_alphanumeric().then_some(end - lead)
+}
+
+/// Whether a letter or digit (or an invalid sequence) starts at `p`.
+fn letter_after(bytes: &[u8], p: usize) -> bool {
+    let tail = bytes.get(p..(p + 4).min(bytes.len())).unwrap_or_default();
+    let valid = match std::str::from_utf8(tail) {
+        Ok(s) => s,
+        Err(e) => std::str::from_utf8(tail.get(..e.valid_up_to()).unwrap_or_default()).unwrap_or_default(),
+    };
+    valid.chars().next().is_none_or(char::is_alphanumeric)
 }
 
 /// How far left of `@` [`in_url_userinfo`] looks for `://`.
@@ -130,10 +162,11 @@ fn domain_end(bytes: &[u8], from: usize) -> Option<usize> {
             _ => break,
         }
     }
-    // Glued to more word characters (e.g. "a@b.com_x") is not an address.
+    // Glued to more word characters (e.g. "a@b.com_x", "a@b.comé") is not
+    // an address; punctuation such as "»" may follow.
     let end = end?;
     match bytes.get(end) {
-        Some(&b) if b == b'_' || b >= 0x80 => None,
+        Some(&b) if b == b'_' || b >= 0x80 && letter_after(bytes, end) => None,
         _ => Some(end),
     }
 }
@@ -165,6 +198,15 @@ mod tests {
         assert_eq!(emails("a@b.co and x_y-z@sub-domain.example.org"), ["a@b.co", "x_y-z@sub-domain.example.org"]);
         assert_eq!(emails("\"mail\":\"a@b.io\""), ["a@b.io"]);
         assert_eq!(emails("user@xn--bcher-kva.example"), ["user@xn--bcher-kva.example"]);
+    }
+
+    #[test]
+    fn a_non_ascii_local_part_is_taken_whole() {
+        assert_eq!(emails("josé.garcía@example.com"), ["josé.garcía@example.com"]);
+        assert_eq!(emails("Write to müller@example.de."), ["müller@example.de"]);
+        assert_eq!(emails("邮箱：ming@example.cn"), ["ming@example.cn"]);
+        assert_eq!(emails("«anne@example.fr»"), ["anne@example.fr"]);
+        assert!(emails("a@example.comé").is_empty());
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub(crate) enum Cue {
     Intro,
     /// "I am", "this is": only a lexicon name.
     WeakIntro,
+    /// "meeting with", "spoke to": a lexicon name or a full name.
+    With,
 }
 
 /// An age phrase.
@@ -43,7 +45,8 @@ pub(crate) fn triggers() -> Vec<(&'static str, Kw)> {
     for w in ["years old", "year old", "year-old", "years-old", "yrs old", "yr old", "y/o", "y.o."] {
         t.push((w, Kw::Age(AgeCue::Before)));
     }
-    for w in ["aged", "age:", "age of", "ages"] {
+    // "age" takes "age 13", "age: 13" and "age=13" (minor() skips the ": =").
+    for w in ["aged", "age", "age of", "ages"] {
         t.push((w, Kw::Age(AgeCue::After)));
     }
     t
@@ -192,7 +195,9 @@ fn cue_before(bytes: &[u8], p: usize) -> Option<(Cue, bool, usize)> {
         b"is" if prev(b"name ") => Cue::Intro,
         b"me" if prev(b"call ") => Cue::Intro,
         b"named" | b"signed" => Cue::Intro,
-        b"name" if seps.contains(&b':') => Cue::Intro,
+        b"name" | b"patient" if seps.contains(&b':') => Cue::Intro,
+        b"with" if prev(b"meeting ") || prev(b"met ") || prev(b"spoke ") => Cue::With,
+        b"to" if prev(b"spoke ") || prev(b"speak ") || prev(b"talk ") => Cue::With,
         b"am" if prev(b"i ") => Cue::WeakIntro,
         b"i'm" | b"meet" | b"it's" => Cue::WeakIntro,
         b"is" if prev(b"this ") => Cue::WeakIntro,
@@ -202,6 +207,9 @@ fn cue_before(bytes: &[u8], p: usize) -> Option<(Cue, bool, usize)> {
     let ok_seps = match cue {
         Cue::Title => seps.iter().all(|&b| b == b' ' || b == b'.'),
         Cue::Intro => true,
+        // A greeting names someone on its own line ("Hi Jane,"); the line
+        // after "Hi," starts the message ("Hi,\n\nTel. ...").
+        Cue::Greeting => !seps.contains(&b'.') && !newline,
         _ => !seps.contains(&b'.'),
     };
     ok_seps.then_some((cue, newline, s))
@@ -223,13 +231,20 @@ fn person_at(bytes: &[u8], p: usize) -> Option<Finding> {
     let (start, end, words) = name_run(bytes, p)?;
     let after = at(bytes, end);
     let ends_clause = matches!(after, 0 | b',' | b'!' | b'.' | b'\n' | b'\r' | b'?' | b':' | b';' | b')');
-    if let Some((cue, newline, _)) = cue {
+    if let Some((cue, newline, cue_start)) = cue {
+        // Between the cue word's start and the name: the word, then separators.
+        let comma = bytes.get(cue_start..p).is_some_and(|w| w.contains(&b','));
         let c = match cue {
             Cue::Title => Some(0.9),
             Cue::Greeting => (ends_clause || in_lexicon || words > 1).then_some(if in_lexicon { 0.9 } else { 0.8 }),
-            Cue::SignOff => (newline && (ends_clause || after == b' ') || in_lexicon && ends_clause).then_some(0.8),
+            // "Thanks,\nJo Bloggs", or on the same line after a comma when
+            // the name ends it: "Thanks, Jo Bloggs".
+            Cue::SignOff => (newline && (ends_clause || after == b' ')
+                || ends_clause && (in_lexicon || words > 1 && comma))
+                .then_some(0.8),
             Cue::Intro => Some(0.9),
             Cue::WeakIntro => in_lexicon.then_some(if words > 1 { 0.85 } else { 0.75 }),
+            Cue::With => (in_lexicon || words > 1).then_some(0.8),
         };
         if let Some(c) = c {
             return Some(person(start, end, c, "person.cue"));
@@ -355,8 +370,10 @@ fn date_of_birth(bytes: &[u8], hit: &Hit) -> Option<Finding> {
                 return Some(Finding::new(EntityClass::DateOfBirth, p, end, 0.9, "date_of_birth.cue"));
             }
         }
-        // A sentence end closes the window.
-        if b == b'\n' || (b == b'.' && at(bytes, p + 1) == b' ') {
+        // A sentence end closes the window; the cue's own dot before a
+        // number does not ("D.O.B. 01/02/1990", "DOB. 01/02/1990").
+        let cue_dot = p == hit.end && at(bytes, p + 2).is_ascii_digit();
+        if b == b'\n' || (b == b'.' && at(bytes, p + 1) == b' ' && !cue_dot) {
             break;
         }
         p += 1;
@@ -517,6 +534,28 @@ mod tests {
     }
 
     #[test]
+    fn a_greeting_does_not_reach_past_its_line() {
+        for text in
+            ["Hi,\n\nTel. 0412 345 678", "Good morning,\n\nEmployee TFN - 123 456 782", "Hello\nProject Falcon is late"]
+        {
+            assert!(found(text, EntityClass::Person).is_empty(), "{text:?}: {:?}", found(text, EntityClass::Person));
+        }
+        assert_eq!(found("Hi Zbigniew,\n\nThe report is attached.", EntityClass::Person), ["Zbigniew"]);
+    }
+
+    #[test]
+    fn more_person_cues() {
+        assert_eq!(found("Thanks, Lori Myers", EntityClass::Person), ["Lori Myers"]);
+        assert_eq!(found("Thanks,\nLori Myers", EntityClass::Person), ["Lori Myers"]);
+        assert_eq!(found("Patient: Avni Dani", EntityClass::Person), ["Avni Dani"]);
+        assert_eq!(found("Meeting with Chad Burns tomorrow at 10.", EntityClass::Person), ["Chad Burns"]);
+        assert_eq!(found("I spoke to Ngozi Okafor on the phone", EntityClass::Person), ["Ngozi Okafor"]);
+        // A lone capitalised word after these cues is not enough.
+        assert!(found("Thanks, Everyone at Acme", EntityClass::Person).is_empty());
+        assert!(found("Meeting with Legal tomorrow", EntityClass::Person).is_empty());
+    }
+
+    #[test]
     fn dates_of_birth_need_a_birth_cue() {
         assert_eq!(found("DOB: 12/03/1985", EntityClass::DateOfBirth), ["12/03/1985"]);
         assert_eq!(found("I was born on 4 July 1990 in Perth", EntityClass::DateOfBirth), ["4 July 1990"]);
@@ -524,6 +563,9 @@ mod tests {
         assert_eq!(found("birthdate 1985-03-12", EntityClass::DateOfBirth), ["1985-03-12"]);
         assert!(found("the meeting is on 12/03/2025", EntityClass::DateOfBirth).is_empty());
         assert!(found("DOB: 31/31/1985", EntityClass::DateOfBirth).is_empty());
+        assert_eq!(found("D.O.B. 01/02/1990", EntityClass::DateOfBirth), ["01/02/1990"]);
+        assert_eq!(found("DOB. 01/02/1990", EntityClass::DateOfBirth), ["01/02/1990"]);
+        assert!(found("the DOB. The meeting is on 12/03/2025", EntityClass::DateOfBirth).is_empty());
     }
 
     #[test]
@@ -547,5 +589,9 @@ mod tests {
         assert_eq!(found("a 12-year-old girl", EntityClass::Minor), ["12-year-old"]);
         assert_eq!(found("patient aged 15", EntityClass::Minor), ["aged 15"]);
         assert!(found("I am 35 years old", EntityClass::Minor).is_empty());
+        assert_eq!(found("my daughter, age 13, plays", EntityClass::Minor), ["age 13"]);
+        assert_eq!(found("Age: 13", EntityClass::Minor), ["Age: 13"]);
+        assert!(found("age 35", EntityClass::Minor).is_empty());
+        assert!(found("the page 13 image", EntityClass::Minor).is_empty());
     }
 }

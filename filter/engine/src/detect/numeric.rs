@@ -309,7 +309,9 @@ fn ranges(
                 start: ga.start,
                 end: gb.end,
                 plus: a == 0 && at(bytes, token_start.wrapping_sub(1)) == b'+',
-                paren_first: a == 0 && at(bytes, token_start.wrapping_sub(1)) == b'(',
+                // "(02) 9876 5432" has an area code in parentheses; in
+                // "TFN (123 456 782)" they enclose the whole number.
+                paren_first: a == 0 && at(bytes, token_start.wrapping_sub(1)) == b'(' && at(bytes, gb.end) != b')',
                 glued_before: a == 0 && token_start > 0 && {
                     let p = at(bytes, token_start - 1);
                     p.is_ascii_alphanumeric()
@@ -573,11 +575,23 @@ fn phone(v: &View<'_>) -> Option<(f32, &'static str)> {
         {
             return Some((0.7, "de"));
         }
-        if v.n == 1 && n == 11 && matches!(d1, 1 | 2 | 3 | 7) {
+        // India's mobiles (6-9 then nine digits) dialled with the trunk 0:
+        // "09876 543210" is UK-shaped above; "098765 43210", "0 98765 43210".
+        if n == 11 && (6..=9).contains(&d1) && matches!(lens, [6, 5] | [1, 5, 5]) {
+            return Some((0.75, "in"));
+        }
+        // Unseparated: UK mobiles (07 and nine digits) and Indian mobiles
+        // with the trunk 0 stand alone; other UK shapes need a cue word.
+        if v.n == 1 && n == 11 && (6..=9).contains(&d1) {
+            return Some((0.7, if d1 == 7 { "uk" } else { "in" }));
+        }
+        if v.n == 1 && n == 11 && (1..=3).contains(&d1) {
             return Some((0.6, "uk"));
         }
-        if v.n == 1 && n == 10 && matches!(d1, 2 | 3 | 4 | 7 | 8) {
-            return Some((0.6, "au"));
+        // Unseparated ten digits after the trunk 0: every French number
+        // (01-09), and Australia's (02, 03, 04, 07, 08).
+        if v.n == 1 && n == 10 && d1 != 0 {
+            return Some((0.7, if matches!(d1, 2 | 3 | 4 | 7 | 8) { "au" } else { "fr" }));
         }
     }
     if n == 10 && d0 == 1 && matches!(d1, 3 | 8) && v.d(2) == 0 && v.d(3) == 0 && lens == [4, 3, 3] {
@@ -1069,6 +1083,12 @@ mod tests {
         assert_eq!(one("SSN: 123-45-6789", EntityClass::UsSsn), "123-45-6789");
         assert_eq!(one("my ssn is 123456789", EntityClass::UsSsn), "123456789");
         assert_eq!(one("TFN 123 456 782", EntityClass::AuTfn), "123 456 782");
+        // In parentheses, with or without a cue word.
+        assert_eq!(one("my tax file number (123 456 782) is", EntityClass::AuTfn), "123 456 782");
+        assert_eq!(one("TFN (123456782)", EntityClass::AuTfn), "123456782");
+        assert_eq!(one("it is (123-456-782).", EntityClass::AuTfn), "123-456-782");
+        // An area code in parentheses is still a phone's.
+        assert_eq!(one("(02) 9876 5432", EntityClass::Phone), "(02) 9876 5432");
         assert_eq!(one("ABN 51 824 753 556", EntityClass::AuAbn), "51 824 753 556");
         assert_eq!(one("ACN 005 499 981", EntityClass::AuAcn), "005 499 981");
         assert_eq!(one("Medicare card 2123 45670 1", EntityClass::AuMedicare), "2123 45670 1");
@@ -1116,6 +1136,17 @@ mod tests {
             ("+33 1 23 45 67 89", "+33 1 23 45 67 89"),
             ("98765 43210", "98765 43210"),
             ("+91 98765 43210", "+91 98765 43210"),
+            // Unseparated national numbers stand without a cue word.
+            ("0612345678", "0612345678"),
+            ("Is 0145028606 right?", "0145028606"),
+            ("+33612345678", "+33612345678"),
+            ("0412345678", "0412345678"),
+            ("07700900123", "07700900123"),
+            ("Is 07700 900123 right?", "07700 900123"),
+            ("09876543210", "09876543210"),
+            ("098765 43210", "098765 43210"),
+            ("0 98765 43210", "0 98765 43210"),
+            ("name,0932220328,addr", "0932220328"),
         ];
         for (text, want) in cases {
             assert_eq!(one(text, EntityClass::Phone), want, "{text}");
@@ -1131,7 +1162,13 @@ mod tests {
             "order #4155550132",
             "it costs 1,234,567",
             "pages 10-20",
-            "0412345678",
+            "0012345678",
+            "order 0612345678",
+            "ref 07700900123",
+            "Where is my order 09876543210?",
+            "ORD-0612345678",
+            "id=0612345678",
+            "01234567890123",
         ] {
             none(text, EntityClass::Phone);
         }

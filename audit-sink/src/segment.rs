@@ -18,6 +18,12 @@
 //!   group-commit write is always smaller). With [`ScanMode::Repair`] it is
 //!   truncated (the caller never acknowledged it: acknowledgement follows
 //!   fdatasync, and only the write in flight can be torn);
+//! - a group commit is written with its first frame zeroed, made durable,
+//!   and only then given that frame ([`commit_frame`]): a batch cut short
+//!   (a process killed mid-`pwrite` keeps a prefix of it, whole records
+//!   included) therefore starts with 12 zero bytes, and recovery drops it
+//!   whole, within [`TORN_WINDOW`], so a delivery is stored whole or not at
+//!   all;
 //! - anything else is corruption: [`SinkError::Corrupt`] names the file and
 //!   byte offset and the sink refuses to start.
 
@@ -55,11 +61,28 @@ pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
 
 /// What a 12-byte frame header says.
 enum Header {
-    Valid { len: u32, crc: u32 },
+    Valid {
+        len: u32,
+        crc: u32,
+    },
+    /// All zero: the first frame of a group commit that never completed.
+    Uncommitted,
     Invalid(&'static str),
 }
 
+/// Splits a framed batch for a two-step commit: the batch with its first
+/// frame zeroed (written and synced first), and that frame (written last).
+pub fn commit_frame(batch: &mut [u8]) -> Option<[u8; FRAME as usize]> {
+    let head = batch.get_mut(..FRAME as usize)?;
+    let frame: [u8; FRAME as usize] = (*head).try_into().ok()?;
+    head.fill(0);
+    Some(frame)
+}
+
 fn parse_header(h: &[u8; 12]) -> Header {
+    if h.iter().all(|&b| b == 0) {
+        return Header::Uncommitted;
+    }
     let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
     let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
     let hcrc = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
@@ -197,6 +220,10 @@ pub fn scan_log(dir: &Path, mode: ScanMode, on_record: &mut OnRecord<'_>) -> Res
                     problem = Some((off, why, true));
                     break;
                 }
+                Header::Uncommitted => {
+                    problem = Some((off, UNCOMMITTED, true));
+                    break;
+                }
             };
             if remaining < FRAME + u64::from(len) {
                 problem = Some((off, "record extends past the end of the segment", true));
@@ -217,7 +244,9 @@ pub fn scan_log(dir: &Path, mode: ScanMode, on_record: &mut OnRecord<'_>) -> Res
         drop(reader);
         if let Some((offset, why, may_be_torn)) = problem {
             let bytes = file_len - offset;
-            if !is_last || !may_be_torn || bytes > TORN_WINDOW || has_valid_record_after(&file, offset, file_len)? {
+            // Records after an uncommitted frame belong to its batch.
+            let valid_after = why != UNCOMMITTED && has_valid_record_after(&file, offset, file_len)?;
+            if !is_last || !may_be_torn || bytes > TORN_WINDOW || valid_after {
                 return Err(corrupt(
                     offset,
                     format!("{why} (entry {next_index}; {bytes} bytes from here to the end of the file)"),
@@ -235,6 +264,8 @@ pub fn scan_log(dir: &Path, mode: ScanMode, on_record: &mut OnRecord<'_>) -> Res
     }
     Ok(ScanResult { segments, count: next_index, torn })
 }
+
+const UNCOMMITTED: &str = "a group commit that never completed (its first frame is still zero)";
 
 fn open_rw_or_ro(path: &Path, mode: ScanMode) -> Result<File, SinkError> {
     let mut o = OpenOptions::new();
@@ -319,6 +350,36 @@ mod tests {
         assert_eq!(r.count, 3);
         assert!(r.torn.is_none());
         assert_eq!(r.segments.len(), 2);
+    }
+
+    #[test]
+    fn an_uncommitted_batch_is_dropped_whole_even_with_complete_records() {
+        let d = tempfile::tempdir().unwrap();
+        let path = write_segment(d.path(), 0, &[b"acknowledged"]);
+        let committed = std::fs::read(&path).unwrap();
+        let mut batch = Vec::new();
+        for r in [&b"one"[..], b"two", b"three"] {
+            frame(r, &mut batch);
+        }
+        assert!(commit_frame(&mut batch).is_some());
+        // Killed before the first frame was written: every record of the
+        // batch but the first is complete and valid, and all are dropped.
+        let mut file = committed.clone();
+        file.extend_from_slice(&batch);
+        std::fs::write(&path, &file).unwrap();
+        let (r, got) = scan(d.path(), ScanMode::Repair).unwrap();
+        assert_eq!(got, vec![b"acknowledged".to_vec()]);
+        assert_eq!(r.torn.as_ref().map(|t| t.why), Some(UNCOMMITTED));
+        assert_eq!(std::fs::read(&path).unwrap(), committed, "truncated to the last commit");
+        // A damaged, non-zero frame followed by a valid record is still
+        // corruption: only an all-zero frame marks an uncommitted batch.
+        let mut damaged = committed.clone();
+        let mut good = Vec::new();
+        frame(b"later", &mut good);
+        damaged.extend_from_slice(&[0xAB; 12]);
+        damaged.extend_from_slice(&good);
+        std::fs::write(&path, &damaged).unwrap();
+        assert!(matches!(scan(d.path(), ScanMode::Repair), Err(SinkError::Corrupt { .. })));
     }
 
     #[test]

@@ -341,9 +341,17 @@ impl LogWriter {
         let Some(file) = self.file.as_ref() else {
             return Err(SinkError::Unavailable("no active segment".into()));
         };
+        // Two steps, so a batch cut short is recognised and dropped whole
+        // (segment.rs): the batch with its first frame zeroed, durable; then
+        // that frame, durable. Acknowledgement follows the second sync.
+        let first_frame = segment::commit_frame(&mut buf);
         file.write_all_at(&buf, self.seg_len).map_err(|e| SinkError::io("writing to the log", e))?;
         let t = Instant::now();
         file.sync_data().map_err(|e| SinkError::io("fdatasync of the log", e))?;
+        if let Some(first_frame) = first_frame {
+            file.write_all_at(&first_frame, self.seg_len).map_err(|e| SinkError::io("writing to the log", e))?;
+            file.sync_data().map_err(|e| SinkError::io("fdatasync of the log", e))?;
+        }
         metrics.observe_fsync(t.elapsed());
         self.seg_len = off;
         self.next_index += leaves.len() as u64;

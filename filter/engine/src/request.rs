@@ -374,6 +374,44 @@ impl<'e, 't> Scan<'e, 't> {
         }
     }
 
+    /// A number inside a message (`"content": 4111111111111111`) is
+    /// scanned like a string: a card or an id sent as a JSON number must not
+    /// reach the provider either. A redacted number becomes a string, the
+    /// only way a placeholder stays valid JSON; the provider would refuse a
+    /// number there anyway.
+    fn number_part(&mut self, path: &[PathSeg<'_>], start: usize, end: usize) {
+        const MIN_DIGITS: usize = 6;
+        let Some(token) = self.text.get(start..end) else { return };
+        if !token.bytes().next().is_some_and(|b| b == b'-' || b.is_ascii_digit())
+            || token.bytes().filter(u8::is_ascii_digit).count() < MIN_DIGITS
+            || self.internal_error.is_some()
+            || self.over_limit.is_some()
+        {
+            return;
+        }
+        // Only inside messages: a top-level `seed` or `user` id may be any
+        // number, and turning it into a string would break the request.
+        let Some(scope @ Scope::Message(_)) = self.codec.classify(path) else { return };
+        let before = self.edits.len();
+        self.part(scope, Some(path), StringLeaf { start, end, escaped: false });
+        if self.edits.len() == before {
+            return;
+        }
+        let mut inner: Vec<Edit> = self.edits.drain(before..).collect();
+        inner.sort_by_key(|e| e.start);
+        let mut quoted = String::with_capacity(token.len() + 32);
+        quoted.push('"');
+        let mut pos = start;
+        for edit in &inner {
+            quoted.push_str(self.text.get(pos..edit.start).unwrap_or_default());
+            quoted.push_str(&edit.replacement);
+            pos = edit.end;
+        }
+        quoted.push_str(self.text.get(pos..end).unwrap_or_default());
+        quoted.push('"');
+        self.edits.push(Edit { start, end, replacement: quoted });
+    }
+
     /// Checks the bounds a JSON string can cross by where it is or how long
     /// it is; records the first one crossed.
     fn check_leaf_limits(&mut self, path: &[PathSeg<'_>], leaf: &StringLeaf) {
@@ -441,6 +479,7 @@ impl<'a> Visitor<'a> for Scan<'_, '_> {
         if path.len() <= 2 {
             self.guards.scalar(path, self.text.get(start..end).unwrap_or_default());
         }
+        self.number_part(path, start, end);
         if self.codec == Codec::OpenAiChat {
             let value = match self.text.get(start..end) {
                 Some("true") => UsageValue::True,
@@ -888,6 +927,27 @@ mod tests {
         let e = engine_with(r#"{"EMAIL":{"action":"block"}}"#, "enforce");
         let d = e.evaluate_request(&chat("/v1/chat/completions"), body.as_bytes());
         assert!(matches!(d.verdict, Verdict::Block(_)) && !d.injected_usage);
+    }
+
+    #[test]
+    fn numbers_where_text_goes_are_scanned_and_redacted_into_strings() {
+        let e = engine();
+        let body = r#"{"model":"m","max_tokens":4096,"messages":[{"role":"user","content":4111111111111111},{"role":"user","content":123456789}]}"#;
+        let d = e.evaluate_request(&chat("/v1/chat/completions"), body.as_bytes());
+        let Verdict::Rewrite(out) = &d.verdict else { panic!("{:?}", d.verdict) };
+        let out = String::from_utf8(out.clone()).unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let content = v["messages"][0]["content"].as_str().expect("the number became a string");
+        assert!(content.starts_with("[CREDIT_CARD_") && !out.contains("4111111111111111"), "{out}");
+        // Numbers that hold nothing stay numbers, where they are.
+        assert_eq!(v["messages"][1]["content"], 123456789);
+        assert_eq!(v["max_tokens"], 4096);
+        assert_eq!(d.findings.len(), 1);
+        assert_eq!(d.findings[0].location, "messages[0].content");
+        // Outside the scanned paths a number is left alone.
+        let body = r#"{"model":"m","seed":4111111111111111,"messages":[{"role":"user","content":"hi"}]}"#;
+        let d = e.evaluate_request(&chat("/v1/chat/completions"), body.as_bytes());
+        assert!(matches!(d.verdict, Verdict::Allow) && d.findings.is_empty(), "{:?}", d.verdict);
     }
 
     mod properties {

@@ -151,7 +151,8 @@ impl Metrics {
             g.sequence_gaps_missing.to_string(),
         );
         gauge("meshward_sink_filter_instances", "Filter instances seen.", g.filter_instances.to_string());
-        let _ = writeln!(s, "# HELP meshward_sink_fsync_seconds fdatasync latency of group commits.");
+        let _ =
+            writeln!(s, "# HELP meshward_sink_fsync_seconds time to make a group commit durable (its two fdatasyncs).");
         let _ = writeln!(s, "# TYPE meshward_sink_fsync_seconds histogram");
         for (i, b) in FSYNC_BUCKETS.iter().enumerate() {
             let _ =

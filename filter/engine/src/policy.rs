@@ -350,7 +350,7 @@ impl Limits {
         max_hold_back_bytes: 64 << 10,
     };
     /// The largest single-channel window (an unfinished PEM block) fits.
-    pub const MIN_HOLD_BACK_BYTES: usize = 8 << 10;
+    pub const MIN_HOLD_BACK_BYTES: usize = crate::stream::holdback::PEM_WINDOW;
 }
 
 /// Secrets the host hands over from the VM environment (never from the

@@ -662,9 +662,9 @@ pub struct ResponseStream {
     /// The event just dropped ended in a CR whose LF may arrive alone (the
     /// SSE parser hands it out as a data-less event): drop that LF too.
     dropped_cr: bool,
-    /// Text held back, summed over the channels (`limits.max_hold_back_bytes`).
+    /// Text held back, summed over the channels (`limits.max_hold_back_bytes`);
+    /// kept as a running total because a stream may open any number of them.
     held: usize,
-    max_held: usize,
 }
 
 impl ResponseStream {
@@ -692,7 +692,6 @@ impl ResponseStream {
             strip_usage: false,
             dropped_cr: false,
             held: 0,
-            max_held: engine.limits.max_hold_back_bytes,
         }
     }
 
@@ -799,10 +798,12 @@ impl ResponseStream {
                 Step::Error(detail) => Err(detail),
             };
             match result {
-                Ok(_) if self.over_hold_back() => {
+                // Over the bound, the stream ends (fail closed) rather than
+                // holding more or releasing text unchecked.
+                Ok(_) if self.held > engine.limits.max_hold_back_bytes => {
                     let detail = format!(
                         "the stream holds back more than limits.max_hold_back_bytes ({} bytes) of unreleased text",
-                        self.max_held
+                        engine.limits.max_hold_back_bytes
                     );
                     self.fail(out, ProblemKind::LimitExceeded, detail);
                 }
@@ -897,12 +898,6 @@ impl ResponseStream {
         ch.pending.drain(..used.min(ch.pending.len()));
         self.held = self.held.saturating_sub(before).saturating_add(ch.pending.len());
         out
-    }
-
-    /// Over `limits.max_hold_back_bytes`, the stream ends (fail closed)
-    /// rather than holding more or releasing text unchecked.
-    fn over_hold_back(&self) -> bool {
-        self.held > self.max_held
     }
 
     /// Releases everything a channel holds (the channel ends).
@@ -1544,27 +1539,22 @@ mod tests {
         // Each choice ends in a run that could still become an address, so
         // each channel holds ~300 bytes; 40 choices hold more than 8 KiB.
         let tail = "x".repeat(300);
-        let held: String = (0..40)
-            .map(|i| {
-                chunk(&format!(
-                    r#""choices":[{{"index":{i},"delta":{{"content":"see {tail}"}},"finish_reason":null}}]"#
-                ))
-            })
-            .collect();
-        let (out, report) = run(&e, "/v1/chat/completions", false, &[held.as_bytes()]);
+        let choices = |n: usize| -> String {
+            (0..n)
+                .map(|i| {
+                    chunk(&format!(
+                        r#""choices":[{{"index":{i},"delta":{{"content":"see {tail}"}},"finish_reason":null}}]"#
+                    ))
+                })
+                .collect()
+        };
+        let (out, report) = run(&e, "/v1/chat/completions", false, &[choices(40).as_bytes()]);
         let out = String::from_utf8(out).unwrap();
         let problem = report.problem.expect("the stream is stopped");
         assert_eq!(problem.kind, ProblemKind::LimitExceeded);
         assert!(out.contains("max_hold_back_bytes") && out.contains("limit-exceeded"), "{out}");
         // Under the limit, the same shape streams through whole.
-        let few: String = (0..20)
-            .map(|i| {
-                chunk(&format!(
-                    r#""choices":[{{"index":{i},"delta":{{"content":"see {tail}"}},"finish_reason":null}}]"#
-                ))
-            })
-            .collect();
-        let (out, report) = run(&e, "/v1/chat/completions", false, &[few.as_bytes(), b"data: [DONE]\n\n"]);
+        let (out, report) = run(&e, "/v1/chat/completions", false, &[choices(20).as_bytes(), b"data: [DONE]\n\n"]);
         assert!(report.problem.is_none());
         assert_eq!(String::from_utf8(out).unwrap().matches(&tail).count(), 20);
     }

@@ -26,7 +26,9 @@ const EMAIL_WINDOW: usize = 64 + 1 + 253;
 /// 19 digits and 18 separators.
 const CARD_WINDOW: usize = 19 + 18;
 /// A PEM block may be long; it is held from its `-----BEGIN` up to this.
-const PEM_WINDOW: usize = 8 << 10;
+/// The widest single-channel window; `limits.max_hold_back_bytes` may not
+/// be set below it.
+pub(crate) const PEM_WINDOW: usize = 8 << 10;
 
 /// How a class's values look: which characters they are made of, and how
 /// long they can be (in bytes, obfuscation included).

@@ -82,8 +82,9 @@ fn latency_and_throughput(upstream: SocketAddr, quick: bool, policy: Option<&str
                 (false, _) => (3000, 3.0),
             };
             let latency = measure_latency(envoy.listener(), body, n_lat);
-            let rps = measure_throughput(envoy.listener(), body, 4, Duration::from_secs_f64(secs));
-            results.push((with_filter, *size, latency, rps));
+            let (rps, cpu_us) =
+                measure_throughput(envoy.listener(), envoy.pid(), body, 4, Duration::from_secs_f64(secs));
+            results.push((with_filter, *size, latency, rps, cpu_us));
         }
         let mut client = Client::connect(envoy.listener());
         let runs = if quick { 10 } else { 50 };
@@ -96,21 +97,32 @@ fn latency_and_throughput(upstream: SocketAddr, quick: bool, policy: Option<&str
     }
 
     println!("meshward request path through Envoy 1.40 (V8), --concurrency 1, same run");
-    println!("| body | proxy | p50 ms | p99 ms | req/s | added p50 ms | added p99 ms | throughput vs no filter |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| body | proxy | p50 ms | p99 ms | req/s | Envoy CPU µs/req | added p50 ms | added p99 ms | added CPU µs/req | throughput vs no filter |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for size in sizes {
         let base = results.iter().find(|r| !r.0 && r.1 == size);
         let with = results.iter().find(|r| r.0 && r.1 == size);
         if let (Some(b), Some(w)) = (base, with) {
-            println!("| {} KiB | no filter | {:.3} | {:.3} | {:.0} | | | 1.00× |", size / 1024, b.2 .0, b.2 .1, b.3);
             println!(
-                "| {} KiB | meshward | {:.3} | {:.3} | {:.0} | {:+.3} | {:+.3} | {:.2}× |",
+                "| {} KiB | no filter | {:.3} | {:.3} | {:.0} | {:.0} | | | | 1.00× |",
+                size / 1024,
+                b.2 .0,
+                b.2 .1,
+                b.3,
+                b.4
+            );
+            println!(
+                "| {} KiB | meshward | {:.3} | {:.3} | {:.0} | {:.0} | {:+.3} | {:+.3} | {:+.0} | {:.2}× |",
                 size / 1024,
                 w.2 .0,
                 w.2 .1,
                 w.3,
+                w.4,
                 w.2 .0 - b.2 .0,
                 w.2 .1 - b.2 .1,
+                w.4 - b.4,
                 w.3 / b.3
             );
         }
@@ -522,8 +534,21 @@ fn measure_latency(addr: SocketAddr, body: &[u8], n: usize) -> (f64, f64) {
     (at(0.50), at(0.99))
 }
 
-/// Requests per second with `connections` clients for `duration`.
-fn measure_throughput(addr: SocketAddr, body: &[u8], connections: usize, duration: Duration) -> f64 {
+/// CPU time Envoy's threads have used so far, in nanoseconds, summed from
+/// each task's `schedstat` (nanosecond resolution, unlike `stat`'s ticks).
+fn cpu_nanos(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()))
+        .sum()
+}
+
+/// Requests per second with `connections` clients for `duration`, and the
+/// Envoy CPU each request took (µs): the per-request cost, which does not
+/// depend on how the load generator shares the machine.
+fn measure_throughput(addr: SocketAddr, pid: u32, body: &[u8], connections: usize, duration: Duration) -> (f64, f64) {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..connections)
@@ -538,11 +563,13 @@ fn measure_throughput(addr: SocketAddr, body: &[u8], connections: usize, duratio
             })
         })
         .collect();
-    let start = Instant::now();
+    let (start, cpu_before) = (Instant::now(), cpu_nanos(pid));
     std::thread::sleep(duration);
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
     }
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    let (elapsed, cpu) = (start.elapsed().as_secs_f64(), cpu_nanos(pid).saturating_sub(cpu_before));
+    let requests = done.load(Ordering::Relaxed).max(1) as f64;
+    (requests / elapsed, cpu as f64 / 1000.0 / requests)
 }

@@ -39,7 +39,7 @@ fn policy() -> Vec<u8> {
         "version": "1",
         "mode": "enforce",
         "detection": { "classes": classes },
-        "limits": { "max_body_bytes": 8 << 20, "max_json_depth": 128 }
+        "limits": { "max_body_bytes": 8 << 20, "max_string_bytes": 8 << 20, "max_json_depth": 128 }
     });
     serde_json::to_vec(&policy).unwrap_or_default()
 }

@@ -60,6 +60,7 @@ extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
+    fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
     fn proxy_replace_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -147,16 +148,74 @@ pub fn set_buffer(buffer: Buffer, start: usize, size: usize, value: &[u8]) -> Ho
     status(unsafe { proxy_set_buffer_bytes(buffer as u32, start, size, value.as_ptr(), value.len()) })
 }
 
-/// A header's value; non-UTF-8 bytes are replaced, never a panic.
-pub fn header(map: HeaderMap, name: &str) -> HostResult<Option<String>> {
+/// A header map as read in one host call. In V8 every host call costs about
+/// a microsecond, and returning a value costs another call back into the VM
+/// to allocate it; a request reads up to nine headers, so one snapshot is
+/// several times cheaper than reading them one by one.
+#[derive(Debug, Default)]
+pub struct Headers {
+    pairs: Vec<(String, String)>,
+}
+
+impl Headers {
+    /// The first value of `name` (as `proxy_get_header_map_value` answers);
+    /// names compare ASCII case-insensitively.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn owned(&self, name: &str) -> Option<String> {
+        self.get(name).map(str::to_owned)
+    }
+}
+
+/// Every header of `map`; non-UTF-8 bytes are replaced, never a panic. A
+/// map the host encodes malformed is an error, not a partial read.
+pub fn headers(map: HeaderMap) -> HostResult<Headers> {
     let mut data = null_mut();
     let mut size = 0;
-    let code = unsafe { proxy_get_header_map_value(map as u32, name.as_ptr(), name.len(), &mut data, &mut size) };
+    let code = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
     match code {
-        OK => Ok(Some(String::from_utf8_lossy(&unsafe { take(data, size) }).into_owned())),
-        NOT_FOUND => Ok(None),
+        OK => {
+            let bytes = unsafe { take(data, size) };
+            decode_header_map(&bytes).map(|pairs| Headers { pairs }).ok_or(HostStatus(MALFORMED_MAP))
+        }
+        NOT_FOUND => Ok(Headers::default()),
         other => Err(HostStatus(other)),
     }
+}
+
+/// Not a host status: ours for a header map that does not decode.
+pub const MALFORMED_MAP: u32 = u32::MAX;
+
+/// Decodes the ABI's map encoding (see [`encode_header_map`]); `None` if
+/// any count or length runs past the buffer. An empty buffer is an empty map.
+fn decode_header_map(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    let u32_at = |at: usize| -> Option<usize> {
+        let word: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(word)).ok()
+    };
+    let count = u32_at(0)?;
+    // Each pair needs eight bytes of lengths and two NULs: bounds the
+    // allocation by the buffer, whatever the count claims.
+    if count > bytes.len() / 10 {
+        return None;
+    }
+    let mut pairs = Vec::with_capacity(count);
+    let mut data = 4usize.checked_add(count.checked_mul(8)?)?;
+    for i in 0..count {
+        let lengths = 4 + i * 8;
+        let (key_len, value_len) = (u32_at(lengths)?, u32_at(lengths + 4)?);
+        let key = bytes.get(data..data.checked_add(key_len)?)?;
+        data = data.checked_add(key_len)?.checked_add(1)?;
+        let value = bytes.get(data..data.checked_add(value_len)?)?;
+        data = data.checked_add(value_len)?.checked_add(1)?;
+        pairs.push((String::from_utf8_lossy(key).into_owned(), String::from_utf8_lossy(value).into_owned()));
+    }
+    (data <= bytes.len()).then_some(pairs)
 }
 
 pub fn replace_header(map: HeaderMap, name: &str, value: &str) -> HostResult<()> {
@@ -357,4 +416,53 @@ pub fn increment_metric(id: u32, offset: i64) {
 
 pub fn record_metric(id: u32, value: u64) {
     let _ = unsafe { proxy_record_metric(id, value) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn header_maps_round_trip() {
+        let list = [(":path", "/v1/chat/completions"), ("x-request-id", "r-1"), ("empty", ""), ("x-request-id", "r-2")];
+        let encoded = encode_header_map(&list);
+        assert_eq!(decode_header_map(&encoded), Some(pairs(&list)));
+        let headers = Headers { pairs: pairs(&list) };
+        // The first value wins, as with proxy_get_header_map_value.
+        assert_eq!(headers.get("X-Request-Id"), Some("r-1"));
+        assert_eq!(headers.get("empty"), Some(""));
+        assert_eq!(headers.get("absent"), None);
+        assert_eq!(decode_header_map(&[]), Some(Vec::new()));
+        assert_eq!(decode_header_map(&encode_header_map(&[])), Some(Vec::new()));
+    }
+
+    #[test]
+    fn malformed_header_maps_are_refused_not_misread() {
+        let encoded = encode_header_map(&[("content-type", "application/json"), ("a", "b")]);
+        for cut in 1..encoded.len() {
+            assert_eq!(decode_header_map(encoded.get(..cut).unwrap_or_default()), None, "cut at {cut}");
+        }
+        // A count far beyond the buffer does not allocate for it.
+        let mut huge = encoded.clone();
+        huge.splice(0..4, u32::MAX.to_le_bytes());
+        assert_eq!(decode_header_map(&huge), None);
+        // A length that runs past the end.
+        let mut long = encoded;
+        long.splice(4..8, 1000u32.to_le_bytes());
+        assert_eq!(decode_header_map(&long), None);
+    }
+
+    #[test]
+    fn non_utf8_values_are_replaced() {
+        let mut encoded = encode_header_map(&[("x-name", "caf_")]);
+        if let Some(b) = encoded.iter_mut().rev().nth(1) {
+            *b = 0xE9;
+        }
+        let decoded = decode_header_map(&encoded);
+        assert_eq!(decoded, Some(pairs(&[("x-name", "caf\u{FFFD}")])));
+    }
 }

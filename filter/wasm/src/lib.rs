@@ -154,6 +154,7 @@ struct RequestHead {
     tenant: Option<String>,
     role: Option<String>,
     subject: Option<String>,
+    /// Set when the body is decided.
     unix_time: u64,
 }
 
@@ -229,7 +230,8 @@ impl Stream {
             role: self.head.role.as_deref(),
             route: route.as_deref(),
             provider: self.head.authority.as_deref(),
-            unix_ms: (abi::now_nanos() / 1_000_000) as i64,
+            // Only a shipped event needs its time (a host call each).
+            unix_ms: if audited { (abi::now_nanos() / 1_000_000) as i64 } else { 0 },
             filter_time_us: self.filter_nanos / 1000,
             instance_id: &self.audit.instance_id,
             // Only audited events take a sequence number, so the sink's gap
@@ -250,10 +252,11 @@ impl Stream {
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        match self.read_head() {
-            Ok(head) => self.head = head,
-            Err(what) => return self.fail_internal(&what),
-        }
+        let headers = match abi::headers(HeaderMap::HttpRequestHeaders) {
+            Ok(headers) => headers,
+            Err(status) => return self.fail_internal(&format!("cannot read the request headers: {status:?}")),
+        };
+        self.head = Self::read_head(&headers);
         let Some(policy) = self.policy.clone() else {
             return self.deny(Problem::new(
                 ProblemKind::NotConfigured,
@@ -262,7 +265,7 @@ impl HttpContext for Stream {
                 &self.head.request_id,
             ));
         };
-        self.identify(&policy);
+        self.identify(&policy, &headers);
         let engine = match policy.select(self.head.tenant.as_deref(), self.head.role.as_deref()) {
             Ok(engine) => engine.clone(),
             Err(unknown) => {
@@ -380,7 +383,7 @@ impl HttpContext for Stream {
 impl Stream {
     /// Reads the caller's tenant, role and subject where the policy's
     /// `identity` section says they are (verified JWT claims, trusted headers).
-    fn identify(&mut self, policy: &PolicySet) {
+    fn identify(&mut self, policy: &PolicySet, headers: &abi::Headers) {
         let read = |source: &ClaimSource| -> Option<String> {
             if !source.is_configured() {
                 return None;
@@ -390,11 +393,8 @@ impl Stream {
                 .as_ref()
                 .and_then(|claim| abi::property(&claim.property_path()).ok().flatten())
                 .map(|value| String::from_utf8_lossy(&value).into_owned());
-            let header = source
-                .header
-                .as_deref()
-                .and_then(|name| abi::header(HeaderMap::HttpRequestHeaders, name).ok().flatten());
-            source.resolve(jwt.as_deref(), header.as_deref()).map(str::to_owned)
+            let header = source.header.as_deref().and_then(|name| headers.get(name));
+            source.resolve(jwt.as_deref(), header).map(str::to_owned)
         };
         let identity = &policy.identity;
         self.head.tenant = read(&identity.tenant);
@@ -402,29 +402,24 @@ impl Stream {
         self.head.subject = read(&identity.subject);
     }
 
-    fn read_head(&self) -> Result<RequestHead, String> {
-        let header = |name: &str| {
-            abi::header(HeaderMap::HttpRequestHeaders, name)
-                .map_err(|status| format!("cannot read request header {name}: {status:?}"))
-        };
-        let request_id = match header("x-request-id")? {
-            Some(id) if !id.is_empty() => id,
+    fn read_head(headers: &abi::Headers) -> RequestHead {
+        let request_id = match headers.get("x-request-id") {
+            Some(id) if !id.is_empty() => id.to_owned(),
             _ => abi::property(&["request", "id"])
                 .ok()
                 .flatten()
                 .map(|id| String::from_utf8_lossy(&id).into_owned())
                 .unwrap_or_else(|| "unknown".to_owned()),
         };
-        Ok(RequestHead {
+        RequestHead {
             request_id,
-            path: header(":path")?.unwrap_or_default(),
-            authority: header(":authority")?,
-            content_type: header("content-type")?,
-            content_encoding: header("content-encoding")?,
-            approval: header("x-meshward-approval")?,
-            unix_time: abi::now_nanos() / 1_000_000_000,
+            path: headers.owned(":path").unwrap_or_default(),
+            authority: headers.owned(":authority"),
+            content_type: headers.owned("content-type"),
+            content_encoding: headers.owned("content-encoding"),
+            approval: headers.owned("x-meshward-approval"),
             ..RequestHead::default()
-        })
+        }
     }
 
     fn decide(&mut self, engine: &Engine) -> Action {
@@ -433,6 +428,8 @@ impl Stream {
             Err(status) => return self.fail_internal(&format!("cannot read the request body: {status:?}")),
         };
         let started = abi::now_nanos();
+        // Approval tokens expire against the time of the decision.
+        self.head.unix_time = started / 1_000_000_000;
         let mut decision = engine.evaluate_request(&self.head.meta(), &body);
         self.filter_nanos += abi::now_nanos().saturating_sub(started);
         if abi::debug_enabled() && !decision.findings.is_empty() {

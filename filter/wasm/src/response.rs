@@ -88,15 +88,13 @@ impl ResponseState {
         self.request_id = request_id.to_owned();
         self.request_path = request_path.to_owned();
         self.restore = restore;
-        let header = |name: &str| abi::header(HeaderMap::HttpResponseHeaders, name);
-        let read = header("content-type").and_then(|ct| Ok((ct, header("content-encoding")?, header(":status")?)));
-        let (content_type, content_encoding, status) = match read {
-            Ok(values) => values,
+        let headers = match abi::headers(HeaderMap::HttpResponseHeaders) {
+            Ok(headers) => headers,
             Err(status) => return self.fail_headers(&format!("cannot read response headers: {status:?}")),
         };
-        self.content_type = content_type;
-        self.content_encoding = content_encoding;
-        self.status = status.and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        self.content_type = headers.owned("content-type");
+        self.content_encoding = headers.owned("content-encoding");
+        self.status = headers.get(":status").and_then(|s| s.trim().parse().ok()).unwrap_or(0);
         if end_of_stream {
             self.phase = Phase::Pass;
             return Action::Continue;

@@ -6,6 +6,8 @@
 //! returns were allocated by the SDK's exported `proxy_on_memory_allocate`
 //! (a `Vec<u8>` with capacity == size), so we take them back the same way.
 
+use std::borrow::Cow;
+use std::ops::Range;
 use std::ptr::{null, null_mut};
 
 /// A status the host returned instead of `Ok`.
@@ -151,34 +153,43 @@ pub fn set_buffer(buffer: Buffer, start: usize, size: usize, value: &[u8]) -> Ho
 /// A header map as read in one host call. In V8 every host call costs about
 /// a microsecond, and returning a value costs another call back into the VM
 /// to allocate it; a request reads up to nine headers, so one snapshot is
-/// several times cheaper than reading them one by one.
+/// several times cheaper than reading them one by one. Values are decoded
+/// on lookup, so unread headers cost no allocation.
 #[derive(Debug, Default)]
 pub struct Headers {
-    pairs: Vec<(String, String)>,
+    raw: Vec<u8>,
+    /// Per header, where its name and value sit in `raw`.
+    spans: Vec<(Range<usize>, Range<usize>)>,
 }
 
 impl Headers {
-    /// The first value of `name` (as `proxy_get_header_map_value` answers);
-    /// names compare ASCII case-insensitively.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    /// The first value of `name` (as `proxy_get_header_map_value` answers),
+    /// names compared ASCII case-insensitively; non-UTF-8 bytes are
+    /// replaced, never a panic.
+    pub fn get(&self, name: &str) -> Option<Cow<'_, str>> {
+        let (_, value) = self
+            .spans
+            .iter()
+            .find(|(key, _)| self.raw.get(key.clone()).is_some_and(|k| k.eq_ignore_ascii_case(name.as_bytes())))?;
+        self.raw.get(value.clone()).map(String::from_utf8_lossy)
     }
 
     pub fn owned(&self, name: &str) -> Option<String> {
-        self.get(name).map(str::to_owned)
+        self.get(name).map(Cow::into_owned)
     }
 }
 
-/// Every header of `map`; non-UTF-8 bytes are replaced, never a panic. A
-/// map the host encodes malformed is an error, not a partial read.
+/// Every header of `map`. A map the host encodes malformed is an error, not
+/// a partial read.
 pub fn headers(map: HeaderMap) -> HostResult<Headers> {
     let mut data = null_mut();
     let mut size = 0;
     let code = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
     match code {
         OK => {
-            let bytes = unsafe { take(data, size) };
-            decode_header_map(&bytes).map(|pairs| Headers { pairs }).ok_or(HostStatus(MALFORMED_MAP))
+            let raw = unsafe { take(data, size) };
+            let spans = decode_header_map(&raw).ok_or(HostStatus(MALFORMED_MAP))?;
+            Ok(Headers { raw, spans })
         }
         NOT_FOUND => Ok(Headers::default()),
         other => Err(HostStatus(other)),
@@ -188,9 +199,10 @@ pub fn headers(map: HeaderMap) -> HostResult<Headers> {
 /// Not a host status: ours for a header map that does not decode.
 pub const MALFORMED_MAP: u32 = u32::MAX;
 
-/// Decodes the ABI's map encoding (see [`encode_header_map`]); `None` if
-/// any count or length runs past the buffer. An empty buffer is an empty map.
-fn decode_header_map(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+/// Decodes the ABI's map encoding (see [`encode_header_map`]) into the
+/// spans of each name and value; `None` if any count or length runs past
+/// the buffer. An empty buffer is an empty map.
+fn decode_header_map(bytes: &[u8]) -> Option<Vec<(Range<usize>, Range<usize>)>> {
     if bytes.is_empty() {
         return Some(Vec::new());
     }
@@ -204,18 +216,17 @@ fn decode_header_map(bytes: &[u8]) -> Option<Vec<(String, String)>> {
     if count > bytes.len() / 10 {
         return None;
     }
-    let mut pairs = Vec::with_capacity(count);
+    let mut spans = Vec::with_capacity(count);
     let mut data = 4usize.checked_add(count.checked_mul(8)?)?;
     for i in 0..count {
         let lengths = 4 + i * 8;
         let (key_len, value_len) = (u32_at(lengths)?, u32_at(lengths + 4)?);
-        let key = bytes.get(data..data.checked_add(key_len)?)?;
-        data = data.checked_add(key_len)?.checked_add(1)?;
-        let value = bytes.get(data..data.checked_add(value_len)?)?;
-        data = data.checked_add(value_len)?.checked_add(1)?;
-        pairs.push((String::from_utf8_lossy(key).into_owned(), String::from_utf8_lossy(value).into_owned()));
+        let key = data..data.checked_add(key_len)?;
+        let value = key.end.checked_add(1)?..key.end.checked_add(1)?.checked_add(value_len)?;
+        data = value.end.checked_add(1)?;
+        spans.push((key, value));
     }
-    (data <= bytes.len()).then_some(pairs)
+    (data <= bytes.len()).then_some(spans)
 }
 
 pub fn replace_header(map: HeaderMap, name: &str, value: &str) -> HostResult<()> {
@@ -422,6 +433,13 @@ pub fn record_metric(id: u32, value: u64) {
 mod tests {
     use super::*;
 
+    /// Decodes as `headers` does, then reads every pair back.
+    fn decode(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+        let spans = decode_header_map(bytes)?;
+        let text = |r: &Range<usize>| String::from_utf8_lossy(bytes.get(r.clone()).unwrap_or_default()).into_owned();
+        Some(spans.iter().map(|(k, v)| (text(k), text(v))).collect())
+    }
+
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
@@ -430,30 +448,30 @@ mod tests {
     fn header_maps_round_trip() {
         let list = [(":path", "/v1/chat/completions"), ("x-request-id", "r-1"), ("empty", ""), ("x-request-id", "r-2")];
         let encoded = encode_header_map(&list);
-        assert_eq!(decode_header_map(&encoded), Some(pairs(&list)));
-        let headers = Headers { pairs: pairs(&list) };
+        assert_eq!(decode(&encoded), Some(pairs(&list)));
+        let headers = Headers { spans: decode_header_map(&encoded).unwrap_or_default(), raw: encoded };
         // The first value wins, as with proxy_get_header_map_value.
-        assert_eq!(headers.get("X-Request-Id"), Some("r-1"));
-        assert_eq!(headers.get("empty"), Some(""));
-        assert_eq!(headers.get("absent"), None);
-        assert_eq!(decode_header_map(&[]), Some(Vec::new()));
-        assert_eq!(decode_header_map(&encode_header_map(&[])), Some(Vec::new()));
+        assert_eq!(headers.owned("X-Request-Id").as_deref(), Some("r-1"));
+        assert_eq!(headers.owned("empty").as_deref(), Some(""));
+        assert_eq!(headers.owned("absent"), None);
+        assert_eq!(decode(&[]), Some(Vec::new()));
+        assert_eq!(decode(&encode_header_map(&[])), Some(Vec::new()));
     }
 
     #[test]
     fn malformed_header_maps_are_refused_not_misread() {
         let encoded = encode_header_map(&[("content-type", "application/json"), ("a", "b")]);
         for cut in 1..encoded.len() {
-            assert_eq!(decode_header_map(encoded.get(..cut).unwrap_or_default()), None, "cut at {cut}");
+            assert_eq!(decode(encoded.get(..cut).unwrap_or_default()), None, "cut at {cut}");
         }
         // A count far beyond the buffer does not allocate for it.
         let mut huge = encoded.clone();
         huge.splice(0..4, u32::MAX.to_le_bytes());
-        assert_eq!(decode_header_map(&huge), None);
+        assert_eq!(decode(&huge), None);
         // A length that runs past the end.
         let mut long = encoded;
         long.splice(4..8, 1000u32.to_le_bytes());
-        assert_eq!(decode_header_map(&long), None);
+        assert_eq!(decode(&long), None);
     }
 
     #[test]
@@ -462,7 +480,7 @@ mod tests {
         if let Some(b) = encoded.iter_mut().rev().nth(1) {
             *b = 0xE9;
         }
-        let decoded = decode_header_map(&encoded);
-        assert_eq!(decoded, Some(pairs(&[("x-name", "caf\u{FFFD}")])));
+        let headers = Headers { spans: decode_header_map(&encoded).unwrap_or_default(), raw: encoded };
+        assert_eq!(headers.owned("x-name").as_deref(), Some("caf\u{FFFD}"));
     }
 }

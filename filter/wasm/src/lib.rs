@@ -394,7 +394,7 @@ impl Stream {
                 .and_then(|claim| abi::property(&claim.property_path()).ok().flatten())
                 .map(|value| String::from_utf8_lossy(&value).into_owned());
             let header = source.header.as_deref().and_then(|name| headers.get(name));
-            source.resolve(jwt.as_deref(), header).map(str::to_owned)
+            source.resolve(jwt.as_deref(), header.as_deref()).map(str::to_owned)
         };
         let identity = &policy.identity;
         self.head.tenant = read(&identity.tenant);
@@ -403,8 +403,8 @@ impl Stream {
     }
 
     fn read_head(headers: &abi::Headers) -> RequestHead {
-        let request_id = match headers.get("x-request-id") {
-            Some(id) if !id.is_empty() => id.to_owned(),
+        let request_id = match headers.owned("x-request-id") {
+            Some(id) if !id.is_empty() => id,
             _ => abi::property(&["request", "id"])
                 .ok()
                 .flatten()

@@ -263,15 +263,7 @@ impl DetectorSet {
 
     /// Appends the findings in `text`, sorted by start, without overlaps.
     pub fn scan(&self, text: &str, out: &mut Vec<Finding>) {
-        let first = out.len();
-        self.scan_raw(text, out);
-        if let Some(found) = out.get_mut(first..) {
-            if !found.is_empty() {
-                resolve_overlaps(found);
-                let kept = found.iter().filter(|f| f.end > f.start).count();
-                out.truncate(first + kept);
-            }
-        }
+        self.scan_ranked(text, out, |_| Some(0));
     }
 
     /// Every candidate finding, overlaps included, in original-text spans.
@@ -318,6 +310,7 @@ impl DetectorSet {
 
 /// Resolves overlaps with every finding ranked equal: the longer wins,
 /// then the more confident.
+#[cfg(test)]
 fn resolve_overlaps(found: &mut [Finding]) {
     resolve_ranked(found, |_| 0);
 }
@@ -368,15 +361,91 @@ impl DetectorSet {
     /// overlaps are resolved, so a dropped or weaker-action finding never
     /// hides another.
     pub fn scan_ranked(&self, text: &str, out: &mut Vec<Finding>, rank: impl Fn(&Finding) -> Option<u8>) {
-        let first = out.len();
-        let mut all = Vec::new();
-        self.scan_raw(text, &mut all);
-        all.retain(|f| rank(f).is_some());
-        resolve_ranked(&mut all, |f| rank(f).unwrap_or(0));
-        all.retain(|f| f.end > f.start);
-        out.extend(all);
-        debug_assert!(out.len() >= first);
+        let mut kept = Vec::new();
+        self.scan_raw(text, &mut kept);
+        kept.retain(|f| rank(f).is_some());
+        let mut losers = resolve_keeping(&mut kept, &rank);
+        // A finding that lost an overlap may reach past the winner: in
+        // "4111 1111 1111 1111-a@a.com" the card wins over the e-mail
+        // "1111-a@a.com", and "a@a.com" must not survive the rewrite just
+        // because its span began inside the card. What losers covered and
+        // winners did not is scanned again, a bounded number of rounds.
+        for _ in 0..RESCUE_ROUNDS {
+            let segments = uncovered(&losers, &kept);
+            if segments.is_empty() {
+                break;
+            }
+            let mut rescued = Vec::new();
+            for (from, to) in segments {
+                let Some(segment) = text.get(from..to) else { continue };
+                let mut found = Vec::new();
+                self.scan_raw(segment, &mut found);
+                rescued.extend(found.into_iter().filter(|f| rank(f).is_some()).map(|mut f| {
+                    f.start += from;
+                    f.end += from;
+                    f
+                }));
+            }
+            losers = resolve_keeping(&mut rescued, &rank);
+            kept.extend(rescued);
+            kept.sort_by_key(|f| f.start);
+        }
+        out.extend(kept);
     }
+}
+
+/// How many times [`DetectorSet::scan_ranked`] rescans what overlapped
+/// findings left uncovered; each round only looks inside the previous
+/// round's losers, so the work stays within the first scan's spans.
+const RESCUE_ROUNDS: usize = 2;
+
+/// The shortest text a rescan can find anything in (`a@b.c`).
+const SHORTEST_VALUE: usize = 5;
+
+/// Resolves overlaps in `found` (see [`resolve_ranked`]), leaving only the
+/// kept findings, and returns the spans of the dropped ones.
+fn resolve_keeping(found: &mut Vec<Finding>, rank: &impl Fn(&Finding) -> Option<u8>) -> Vec<(usize, usize)> {
+    let spans: Vec<(usize, usize)> = found.iter().map(|f| (f.start, f.end)).collect();
+    resolve_ranked(found, |f| rank(f).unwrap_or(0));
+    found.retain(|f| f.end > f.start);
+    // Kept findings are sorted by start and disjoint: one lookup each.
+    let is_kept = |s: usize, e: usize| {
+        let at = found.partition_point(|f| f.start < s);
+        found.get(at).is_some_and(|f| f.start == s && f.end == e)
+    };
+    let mut lost: Vec<(usize, usize)> = spans.into_iter().filter(|&(s, e)| e > s && !is_kept(s, e)).collect();
+    lost.sort_unstable();
+    lost.dedup();
+    lost
+}
+
+/// The parts of the `losers` spans no kept finding covers, merged, and
+/// long enough to hold a value. `kept` is sorted by start and disjoint.
+fn uncovered(losers: &[(usize, usize)], kept: &[Finding]) -> Vec<(usize, usize)> {
+    let mut segments: Vec<(usize, usize)> = Vec::new();
+    for &(start, end) in losers {
+        let mut at = start;
+        let first = kept.partition_point(|f| f.end <= start);
+        for f in kept.iter().skip(first).take_while(|f| f.start < end) {
+            if f.start > at {
+                segments.push((at, f.start));
+            }
+            at = at.max(f.end);
+        }
+        if at < end {
+            segments.push((at, end));
+        }
+    }
+    segments.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::new();
+    for (s, e) in segments {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    merged.retain(|&(s, e)| e - s >= SHORTEST_VALUE);
+    merged
 }
 
 /// The byte at `i`, or 0 past either end: keeps bounded walks free of
@@ -439,6 +508,18 @@ pub(crate) fn is_word_byte(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_an_overlap_loser_reaches_past_the_winner_is_scanned_again() {
+        // The e-mail "1111-a@a.com" loses to the longer card; what follows
+        // the card is still an address ('-' may start a local part).
+        let text = "pay 4111 1111 1111 1111-a@a.com now";
+        let mut out = Vec::new();
+        DetectorSet::new(EntityClass::ALL).scan(text, &mut out);
+        let found: Vec<(EntityClass, &str)> =
+            out.iter().map(|f| (f.class, text.get(f.start..f.end).unwrap_or_default())).collect();
+        assert_eq!(found, [(EntityClass::CreditCard, "4111 1111 1111 1111"), (EntityClass::Email, "-a@a.com")]);
+    }
 
     fn classes(text: &str) -> Vec<(EntityClass, &str)> {
         let mut out = Vec::new();

@@ -34,6 +34,8 @@
 //! provider's format and swallows the rest, so the success terminator
 //! (`[DONE]`, `message_stop`, `]`, `messageStop`) never comes.
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::detect::{EntityClass, Finding};
@@ -519,9 +521,7 @@ impl Engine {
                 // Not JSON after all (an HTML error page...): scan it as text.
                 Err(_) => return self.evaluate_text_response(meta, text, restore, report),
             };
-            if let Ok(v) = serde_json::from_str::<Value>(text) {
-                read_usage(api, &v, &mut report.usage);
-            }
+            read_usage(api, text, &mut report.usage);
             let mut edits = Vec::new();
             for (path, leaf) in &found {
                 let kind =
@@ -578,15 +578,39 @@ fn finish_buffered(
     ResponseDecision { verdict, report }
 }
 
-fn read_usage(api: Api, v: &Value, usage: &mut Usage) {
-    let u = match api {
-        Api::Gemini => v.get("usageMetadata"),
-        Api::OpenAiResponses => v.get("usage").or_else(|| v.get("response").and_then(|r| r.get("usage"))),
-        Api::Anthropic => v.get("usage").or_else(|| v.get("message").and_then(|m| m.get("usage"))),
-        _ => v.get("usage"),
+/// The members a buffered reply's token usage can sit in. Deserialising
+/// only these skips the rest of the document without building it: a whole
+/// `Value` of every reply cost more than finding its text.
+#[derive(Deserialize)]
+struct UsageMembers<'a> {
+    usage: Option<Value>,
+    #[serde(rename = "usageMetadata")]
+    usage_metadata: Option<Value>,
+    #[serde(borrow)]
+    response: Option<&'a RawValue>,
+    #[serde(borrow)]
+    message: Option<&'a RawValue>,
+}
+
+/// `usage` one level down (`response.usage`, `message.usage`).
+#[derive(Deserialize)]
+struct NestedUsage {
+    usage: Option<Value>,
+}
+
+fn read_usage(api: Api, text: &str, usage: &mut Usage) {
+    let Ok(members) = serde_json::from_str::<UsageMembers<'_>>(text) else { return };
+    let nested = |raw: Option<&RawValue>| {
+        raw.and_then(|r| serde_json::from_str::<NestedUsage>(r.get()).ok()).and_then(|n| n.usage)
     };
-    if let Some(u) = u.filter(|u| u.is_object()) {
-        usage.read(u);
+    let u = match api {
+        Api::Gemini => members.usage_metadata,
+        Api::OpenAiResponses => members.usage.or_else(|| nested(members.response)),
+        Api::Anthropic => members.usage.or_else(|| nested(members.message)),
+        _ => members.usage,
+    };
+    if let Some(u) = u.filter(Value::is_object) {
+        usage.read(&u);
     }
 }
 
@@ -1506,6 +1530,29 @@ mod tests {
     }
 
     const USAGE: Usage = Usage { input_tokens: Some(9), output_tokens: Some(3), total_tokens: Some(12) };
+
+    #[test]
+    fn buffered_usage_is_read_in_every_provider_shape() {
+        let read = |api: Api, text: &str| {
+            let mut usage = Usage::default();
+            read_usage(api, text, &mut usage);
+            usage
+        };
+        let full = |i, o, t| Usage { input_tokens: Some(i), output_tokens: Some(o), total_tokens: t };
+        let openai = r#"{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}"#;
+        assert_eq!(read(Api::OpenAiChat, openai), USAGE);
+        let gemini = r#"{"candidates":[{"content":{"parts":[{"text":"hi"}]}}],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":5,"totalTokenCount":9}}"#;
+        assert_eq!(read(Api::Gemini, gemini), full(4, 5, Some(9)));
+        let anthropic = r#"{"type":"message","content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":7,"output_tokens":2}}"#;
+        assert_eq!(read(Api::Anthropic, anthropic), full(7, 2, None));
+        let nested = r#"{"type":"message_start","message":{"id":"m","usage":{"input_tokens":6,"output_tokens":1}}}"#;
+        assert_eq!(read(Api::Anthropic, nested), full(6, 1, None));
+        let responses = r#"{"type":"response.completed","response":{"output":[],"usage":{"input_tokens":3,"output_tokens":8,"total_tokens":11}}}"#;
+        assert_eq!(read(Api::OpenAiResponses, responses), full(3, 8, Some(11)));
+        // Members of other types, or no JSON at all, leave usage unknown.
+        assert_eq!(read(Api::OpenAiResponses, r#"{"response":"text","usage":[1]}"#), Usage::default());
+        assert_eq!(read(Api::OpenAiChat, "<html>"), Usage::default());
+    }
 
     #[test]
     fn the_injected_usage_chunk_is_read_then_dropped_at_every_split() {

@@ -308,13 +308,6 @@ impl DetectorSet {
     }
 }
 
-/// Resolves overlaps with every finding ranked equal: the longer wins,
-/// then the more confident.
-#[cfg(test)]
-fn resolve_overlaps(found: &mut [Finding]) {
-    resolve_ranked(found, |_| 0);
-}
-
 /// Keeps a set of non-overlapping findings: higher `rank` first (the policy
 /// ranks by action, so a `flag` finding never hides a `redact` one), then
 /// the longer, then the more confident. Kept findings end up first, sorted
@@ -542,7 +535,8 @@ mod tests {
             Finding::new(EntityClass::Email, 0, 12, 0.5, "b"),
             Finding::new(EntityClass::Email, 20, 22, 0.5, "c"),
         ];
-        resolve_overlaps(&mut f);
+        // Ranked equal: the longer wins, then the more confident.
+        resolve_ranked(&mut f, |_| 0);
         let kept: Vec<_> = f.iter().filter(|f| f.end > f.start).map(|f| f.rule).collect();
         assert_eq!(kept, ["b", "c"]);
     }

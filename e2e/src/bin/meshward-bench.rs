@@ -28,10 +28,13 @@ use std::time::{Duration, Instant};
 
 use meshward_e2e::{Envoy, EnvoyConfig};
 
+#[path = "../bench_exchange.rs"]
+mod bench_exchange;
+use bench_exchange::{chat_body, REPLY};
+
 const STREAM_TOKENS: usize = 2000;
 const TOKENS_PER_WRITE: usize = 10;
 const WRITE_GAP: Duration = Duration::from_micros(500);
-const REPLY: &[u8] = br#"{"id":"chatcmpl-bench","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -267,50 +270,6 @@ fn print_streams(streams: &[(bool, f64, f64)]) {
 fn die(message: &str) -> ! {
     eprintln!("meshward-bench: {message}");
     std::process::exit(2)
-}
-
-/// Realistic prose padded to `size` bytes, with one e-mail and one card.
-fn chat_body(size: usize) -> Vec<u8> {
-    let words = [
-        "please",
-        "summarise",
-        "the",
-        "quarterly",
-        "report",
-        "for",
-        "our",
-        "customers",
-        "and",
-        "explain",
-        "how",
-        "revenue",
-        "changed",
-        "compared",
-        "with",
-        "last",
-        "year",
-        "including",
-        "regional",
-        "trends",
-        "in",
-        "detail",
-    ];
-    let mut text = String::from("Contact jane.doe@example.com about card 4111 1111 1111 1111. ");
-    let mut i = 0;
-    while text.len() + 120 < size {
-        text.push_str(words[i % words.len()]);
-        text.push(if i % 17 == 16 { '.' } else { ' ' });
-        i += 1;
-    }
-    serde_json::json!({
-        "model": "gpt-4o-mini",
-        "messages": [
-            {"role": "system", "content": "You are a helpful analyst."},
-            {"role": "user", "content": text}
-        ]
-    })
-    .to_string()
-    .into_bytes()
 }
 
 /// A minimal provider: reads each request (content-length or chunked) on a

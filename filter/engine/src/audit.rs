@@ -12,6 +12,7 @@ use meshward_audit_proto::time::format_rfc3339_ms;
 use meshward_audit_proto::Secret;
 use serde::Deserialize;
 
+use crate::detect::EntityClass;
 use crate::policy::{Engine, Mode};
 use crate::problem::ProblemKind;
 use crate::request::{Decision, Verdict};
@@ -166,14 +167,13 @@ impl Engine {
 
     /// The decision event for one exchange: counts and verdicts, never
     /// values. `response` is what the response side saw, when it ran.
-    pub fn decision_event(
-        &self,
-        ctx: &EventContext<'_>,
-        outcome: Outcome<'_>,
-        response: Option<&ResponseReport>,
-    ) -> DecisionEvent {
+    /// What a decision amounts to — its action, each guard's verdict, the
+    /// findings by class — without the strings of a full event. Metrics
+    /// read this for every request, audited or not; [`Engine::decision_event`]
+    /// is built on it, so metrics and audit trail cannot disagree.
+    pub fn decision_summary(&self, outcome: Outcome<'_>, response: Option<&ResponseReport>) -> DecisionSummary {
         let monitor = self.mode == Mode::Monitor;
-        let (action, pii, findings, model) = match outcome {
+        let (mut action, pii, findings) = match outcome {
             Outcome::Decided(d) => {
                 let action = match &d.verdict {
                     Verdict::Allow => Action::Allow,
@@ -193,39 +193,70 @@ impl Engine {
                     (Verdict::Allow, false) => Some("flag"),
                 };
                 let status = if verdict.is_some() { GuardStatus::Scanned } else { GuardStatus::Skipped };
-                let pii = GuardOutcome { name: "pii".into(), status, verdict: verdict.map(str::to_owned) };
-                let counts: BTreeMap<String, u64> =
-                    d.counts_by_class().into_iter().map(|(class, n)| (class.name().to_owned(), n as u64)).collect();
-                (action, pii, counts, d.model.clone())
+                (action, GuardSummary { name: "pii", status, verdict }, d.counts_by_class())
             }
             Outcome::NoBody => (
                 Action::Allow,
-                GuardOutcome { name: "pii".into(), status: GuardStatus::NotApplicable, verdict: None },
-                BTreeMap::new(),
-                None,
+                GuardSummary { name: "pii", status: GuardStatus::NotApplicable, verdict: None },
+                Vec::new(),
             ),
-            Outcome::Refused => (
-                Action::Block,
-                GuardOutcome { name: "pii".into(), status: GuardStatus::Skipped, verdict: None },
-                BTreeMap::new(),
-                None,
-            ),
+            Outcome::Refused => {
+                (Action::Block, GuardSummary { name: "pii", status: GuardStatus::Skipped, verdict: None }, Vec::new())
+            }
         };
         let mut guards = vec![pii];
+        let unrun;
         let reports = match outcome {
-            Outcome::Decided(d) => d.guards.clone(),
-            Outcome::NoBody => crate::guard::unrun_reports(self, crate::guard::GuardStatus::NotApplicable),
-            Outcome::Refused => crate::guard::unrun_reports(self, crate::guard::GuardStatus::Skipped),
+            Outcome::Decided(d) => &d.guards,
+            Outcome::NoBody => {
+                unrun = crate::guard::unrun_reports(self, crate::guard::GuardStatus::NotApplicable);
+                &unrun
+            }
+            Outcome::Refused => {
+                unrun = crate::guard::unrun_reports(self, crate::guard::GuardStatus::Skipped);
+                &unrun
+            }
         };
-        guards.extend(reports.iter().map(|r| GuardOutcome {
-            name: r.name.into(),
+        guards.extend(reports.iter().map(|r| GuardSummary {
+            name: r.name,
             status: match r.status {
                 crate::guard::GuardStatus::Scanned => GuardStatus::Scanned,
                 crate::guard::GuardStatus::Skipped => GuardStatus::Skipped,
                 crate::guard::GuardStatus::NotApplicable => GuardStatus::NotApplicable,
             },
-            verdict: r.verdict(self.mode).map(str::to_owned),
+            verdict: r.verdict(self.mode),
         }));
+        let mut response_findings = Vec::new();
+        if let Some(report) = response {
+            let verdict = match (&report.problem, report.findings.is_empty()) {
+                (Some(_), _) => "block",
+                (None, true) => "pass",
+                (None, false) if monitor => "monitor",
+                (None, false) => "redact",
+            };
+            guards.push(GuardSummary { name: "pii_response", status: GuardStatus::Scanned, verdict: Some(verdict) });
+            if report.problem.is_some() && !monitor {
+                action = Action::Block;
+            }
+            response_findings = report.counts_by_class();
+        }
+        DecisionSummary { action, monitor, guards, findings, response_findings }
+    }
+
+    pub fn decision_event(
+        &self,
+        ctx: &EventContext<'_>,
+        outcome: Outcome<'_>,
+        response: Option<&ResponseReport>,
+    ) -> DecisionEvent {
+        let summary = self.decision_summary(outcome, response);
+        let counts = |found: &[(EntityClass, usize)]| -> BTreeMap<String, u64> {
+            found.iter().map(|(class, n)| (class.name().to_owned(), *n as u64)).collect()
+        };
+        let model = match outcome {
+            Outcome::Decided(d) => d.model.clone(),
+            Outcome::NoBody | Outcome::Refused => None,
+        };
         let classification = match outcome {
             Outcome::Decided(Decision { classification: Some(c), .. }) => Classification {
                 level: c.level_name.clone(),
@@ -239,35 +270,11 @@ impl Engine {
                 rationale: "no classification ladder is configured".into(),
             },
         };
-        let mut action = action;
-        let mut usage = None;
-        let mut response_findings = BTreeMap::new();
-        if let Some(report) = response {
-            let verdict = match (&report.problem, report.findings.is_empty()) {
-                (Some(_), _) => "block",
-                (None, true) => "pass",
-                (None, false) if monitor => "monitor",
-                (None, false) => "redact",
-            };
-            guards.push(GuardOutcome {
-                name: "pii_response".into(),
-                status: GuardStatus::Scanned,
-                verdict: Some(verdict.into()),
-            });
-            if report.problem.is_some() && !monitor {
-                action = Action::Block;
-            }
-            response_findings =
-                report.counts_by_class().into_iter().map(|(class, n)| (class.name().to_owned(), n as u64)).collect();
-            let u = &report.usage;
-            if u.input_tokens.is_some() || u.output_tokens.is_some() || u.total_tokens.is_some() {
-                usage = Some(EventUsage {
-                    input_tokens: u.input_tokens,
-                    output_tokens: u.output_tokens,
-                    total_tokens: u.total_tokens,
-                });
-            }
-        }
+        let usage = response.map(|r| r.usage).filter(|u| !u.is_empty()).map(|u| EventUsage {
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            total_tokens: u.total_tokens,
+        });
         DecisionEvent {
             v: SCHEMA_VERSION,
             event_id: format!("{}-{}", ctx.instance_id, ctx.seq),
@@ -279,11 +286,15 @@ impl Engine {
             provider: ctx.provider.map(str::to_owned),
             model,
             policy: PolicyRef { name: self.name.clone(), version: self.version.clone(), digest: self.digest.clone() },
-            action,
-            monitor,
-            guards,
-            findings,
-            response_findings,
+            action: summary.action,
+            monitor: summary.monitor,
+            guards: summary
+                .guards
+                .iter()
+                .map(|g| GuardOutcome { name: g.name.into(), status: g.status, verdict: g.verdict.map(str::to_owned) })
+                .collect(),
+            findings: counts(&summary.findings),
+            response_findings: counts(&summary.response_findings),
             correlation: Vec::new(),
             classification,
             usage,
@@ -292,6 +303,25 @@ impl Engine {
             seq: ctx.seq,
         }
     }
+}
+
+/// A decision as metrics count it; see [`Engine::decision_summary`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionSummary {
+    pub action: Action,
+    pub monitor: bool,
+    /// `pii` first, then the other guards, then `pii_response` when a
+    /// response was inspected.
+    pub guards: Vec<GuardSummary>,
+    pub findings: Vec<(EntityClass, usize)>,
+    pub response_findings: Vec<(EntityClass, usize)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GuardSummary {
+    pub name: &'static str,
+    pub status: GuardStatus,
+    pub verdict: Option<&'static str>,
 }
 
 /// At most `max` characters of a caller-supplied value.

@@ -521,7 +521,11 @@ impl Engine {
                 // Not JSON after all (an HTML error page...): scan it as text.
                 Err(_) => return self.evaluate_text_response(meta, text, restore, report),
             };
-            read_usage(api, text, &mut report.usage);
+            // Usage is for the audit event alone: a second parse of the
+            // reply that nothing reads unless the profile audits.
+            if self.audit.enabled {
+                read_usage(api, text, &mut report.usage);
+            }
             let mut edits = Vec::new();
             for (path, leaf) in &found {
                 let kind =

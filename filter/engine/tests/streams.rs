@@ -29,6 +29,13 @@ fn engine() -> Engine {
     engine_with(r#"{"EMAIL":{"action":"reversible"},"CREDIT_CARD":{"action":"redact"}}"#, "enforce")
 }
 
+/// [`engine`] with audit on: token usage is read only for audit events.
+fn audited_engine() -> Engine {
+    let policy = r#"{"meshward_policy":1,"name":"t","version":"1","mode":"enforce","audit":{"enabled":true},
+        "detection":{"classes":{"EMAIL":{"action":"reversible"},"CREDIT_CARD":{"action":"redact"}}}}"#;
+    Engine::from_json(policy.as_bytes(), &Secrets { placeholder_key: Some(KEY.into()), ..Secrets::default() }).unwrap()
+}
+
 /// The restore map a real request leaves behind.
 fn restore(e: &Engine) -> RestoreMap {
     let body = br#"{"messages":[{"role":"user","content":"mail jane@example.com and bob.o'neil@corp.example"}]}"#;
@@ -379,7 +386,7 @@ fn bedrock_converse_stream_frames_are_reencoded_with_valid_crcs() {
 
 #[test]
 fn json_responses_for_every_provider() {
-    let e = engine();
+    let e = audited_engine();
     let r = restore(&e);
     let cases: &[(&str, &str, &str, &str)] = &[
         (
@@ -420,6 +427,10 @@ fn json_responses_for_every_provider() {
         assert_eq!(to, "jane@example.com", "{file}");
         assert!(!d.report.usage.is_empty(), "{file}: usage");
         assert!(d.report.restored >= 2, "{file}");
+        // Without audit nothing reads usage, and the reply is not parsed for it.
+        let unaudited = engine().evaluate_response(&meta(path, "application/json"), &body, &restore(&engine()));
+        assert!(unaudited.report.usage.is_empty(), "{file}: usage read without audit");
+        assert_eq!(unaudited.verdict, d.verdict, "{file}");
     }
     // OpenAI: the unknown placeholder stays; cc (a new address) is redacted.
     let d = e.evaluate_response(

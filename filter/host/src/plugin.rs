@@ -28,6 +28,11 @@ pub fn shared_engine() -> &'static Engine {
     ENGINE.get_or_init(|| {
         let mut config = Config::new();
         config.cranelift_opt_level(OptLevel::Speed);
+        // `MESHWARD_HOST_PERFMAP=1` writes /tmp/perf-<pid>.map, so `perf
+        // report` names the guest's functions when profiling a bench.
+        if std::env::var_os("MESHWARD_HOST_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         // The default configuration is always valid; fall back to it anyway
         // rather than panicking.
         Engine::new(&config).unwrap_or_default()

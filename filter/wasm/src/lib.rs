@@ -199,8 +199,8 @@ struct Stream {
 impl Context for Stream {}
 
 impl Stream {
-    /// When the stream ends: one decision event per request, counted in the
-    /// metrics and, when policy audits it, queued for the sink.
+    /// When the stream ends: the decision is counted in the metrics and,
+    /// when policy audits it, its event is built and queued for the sink.
     fn finish_exchange(&mut self) {
         // A request refused before its profile was chosen is audited under
         // the default profile.
@@ -214,35 +214,30 @@ impl Stream {
             (None, true) => Outcome::Refused,
             (None, false) => Outcome::NoBody,
         };
-        let audited = engine.should_audit(outcome);
-        let route = if audited {
-            abi::property(&["xds", "route_name"])
-                .ok()
-                .flatten()
-                .filter(|r| !r.is_empty())
-                .map(|r| String::from_utf8_lossy(&r).into_owned())
-        } else {
-            None
-        };
+        let summary = engine.decision_summary(outcome, self.response.report.as_ref());
+        self.metrics.record(&summary, self.filter_nanos / 1000);
+        if !engine.should_audit(outcome) {
+            return;
+        }
+        let route = abi::property(&["xds", "route_name"])
+            .ok()
+            .flatten()
+            .filter(|r| !r.is_empty())
+            .map(|r| String::from_utf8_lossy(&r).into_owned());
         let ctx = EventContext {
             request_id: &self.head.request_id,
             subject: self.head.subject.as_deref(),
             role: self.head.role.as_deref(),
             route: route.as_deref(),
             provider: self.head.authority.as_deref(),
-            // Only a shipped event needs its time (a host call each).
-            unix_ms: if audited { (abi::now_nanos() / 1_000_000) as i64 } else { 0 },
+            unix_ms: (abi::now_nanos() / 1_000_000) as i64,
             filter_time_us: self.filter_nanos / 1000,
             instance_id: &self.audit.instance_id,
             // Only audited events take a sequence number, so the sink's gap
             // detection sees exactly the events that were dropped.
-            seq: if audited { self.audit.next_seq() } else { 0 },
+            seq: self.audit.next_seq(),
         };
         let event = engine.decision_event(&ctx, outcome, self.response.report.as_ref());
-        self.metrics.record(&event);
-        if !audited {
-            return;
-        }
         match serde_json::to_vec(&event) {
             Ok(bytes) => self.audit.enqueue(&self.head.request_id, &bytes),
             Err(e) => abi::log(Level::Error, &format!("meshward: cannot serialise audit event: {e}")),

@@ -1,6 +1,7 @@
 //! Request metrics, as Envoy custom metrics (shown with the `wasmcustom.`
-//! prefix at `/stats` and `/stats/prometheus`). They are a projection of the
-//! decision event, so metrics and the audit trail can never disagree:
+//! prefix at `/stats` and `/stats/prometheus`). They count the decision's
+//! summary, which the audit event is built from, so metrics and the audit
+//! trail can never disagree:
 //!
 //! - `meshward_requests_{allow,redact,block}` — exchanges by final action;
 //! - `meshward_findings_<class>` — findings by class, request and response;
@@ -15,7 +16,8 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 
-use meshward_audit_proto::event::{Action, DecisionEvent};
+use meshward_audit_proto::event::Action;
+use meshward_engine::audit::DecisionSummary;
 use meshward_engine::detect::EntityClass;
 
 use crate::abi::{self, MetricType};
@@ -52,7 +54,7 @@ impl Metrics {
         Metrics { requests, findings, blocks, filter_time, vm_memory, vm_memory_reported: Cell::new(0) }
     }
 
-    pub fn record(&self, event: &DecisionEvent) {
+    pub fn record(&self, event: &DecisionSummary, filter_time_us: u64) {
         let slot = match event.action {
             Action::Allow => 0,
             Action::Redact => 1,
@@ -62,17 +64,17 @@ impl Metrics {
             abi::increment_metric(*id, 1);
         }
         for (class, n) in event.findings.iter().chain(&event.response_findings) {
-            if let Some(id) = self.findings.get(class.as_str()) {
+            if let Some(id) = self.findings.get(class.name()) {
                 abi::increment_metric(*id, i64::try_from(*n).unwrap_or(i64::MAX));
             }
         }
-        for guard in event.guards.iter().filter(|g| g.verdict.as_deref() == Some("block")) {
-            if let Some(id) = self.blocks.get(guard.name.as_str()) {
+        for guard in event.guards.iter().filter(|g| g.verdict == Some("block")) {
+            if let Some(id) = self.blocks.get(guard.name) {
                 abi::increment_metric(*id, 1);
             }
         }
         if let Some(id) = self.filter_time {
-            abi::record_metric(id, event.filter_time_us);
+            abi::record_metric(id, filter_time_us);
         }
         if let Some(id) = self.vm_memory {
             let bytes = linear_memory_bytes();

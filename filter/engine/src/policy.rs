@@ -812,6 +812,11 @@ impl Engine {
         self.rules.get(&class).copied()
     }
 
+    /// The classes scanned in model output, in [`EntityClass`] order.
+    pub fn response_classes(&self) -> impl Iterator<Item = EntityClass> + '_ {
+        self.response_rules.keys().copied()
+    }
+
     /// The rule for `class` in one direction (`None`: not scanned there).
     pub fn rule_for(&self, class: EntityClass, direction: Direction) -> Option<ClassRule> {
         match direction {

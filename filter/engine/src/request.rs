@@ -312,7 +312,6 @@ impl<'e, 't> Scan<'e, 't> {
         let engine = self.engine;
         engine.detectors.scan_ranked(scanned, &mut self.found, |f| engine.rank(f, Direction::Request));
         if self.guards.wants_text() {
-            let location = path.map(json::path_to_string).unwrap_or_else(|| "$".into());
             let author = match scope {
                 Scope::Message(i) => match self.roles.iter().rev().find(|(m, _)| *m == i) {
                     Some((_, role)) => Author::Known(*role),
@@ -321,7 +320,7 @@ impl<'e, 't> Scan<'e, 't> {
                 Scope::ToolDeclaration => Author::Known(Role::ToolDeclaration),
                 Scope::Other => Author::Known(Role::Other),
             };
-            self.guards.text(scanned, &location, author);
+            self.guards.text(scanned, &json::Location(path), author);
         }
         let enforce = self.engine.mode == Mode::Enforce;
         for f in &self.found {
@@ -353,7 +352,7 @@ impl<'e, 't> Scan<'e, 't> {
                 }
                 self.edits.push(Edit { start, end, replacement: placeholder });
             }
-            let location = path.map(json::path_to_string).unwrap_or_else(|| "$".into());
+            let location = json::Location(path).render();
             let report = FindingReport {
                 class: f.class,
                 subtype: f.subtype.clone(),

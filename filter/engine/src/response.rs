@@ -261,7 +261,7 @@ fn response_rule(engine: &Engine, class: EntityClass) -> Option<ClassRule> {
 }
 
 fn response_classes(engine: &Engine) -> Vec<EntityClass> {
-    EntityClass::ALL.into_iter().filter(|c| response_rule(engine, *c).is_some()).collect()
+    engine.response_classes().collect()
 }
 
 /// Processes `pending`: returns how many bytes were consumed and the text
@@ -514,7 +514,7 @@ impl Engine {
         };
         let classes = response_classes(self);
         let api = meta.api();
-        let framing = meta.framing();
+        let framing = Framing::of(api, meta.request_path, meta.content_type);
         let new_text = if framing == Framing::Json {
             let found = match leaves(text, self.limits.max_json_depth, |p| json_output_kind(api, p).is_some()) {
                 Ok(found) => found,

@@ -8,7 +8,9 @@
 //! Envoy adds on top (its HTTP work, V8's host-call wrappers) is left out,
 //! so this is the floor the Envoy figure sits on, and the number to watch
 //! when changing the glue. `-- 1` measures the 1 KiB body alone. Set `MESHWARD_HOST_PERFMAP=1` to profile it with
-//! `perf record` and see the guest's functions by name.
+//! `perf record` and see the guest's functions by name, and
+//! `MESHWARD_HOST_FUEL=1` to count the wasm operators one exchange runs
+//! (deterministic, so a change can be judged on a noisy machine).
 
 use std::time::{Duration, Instant};
 
@@ -38,7 +40,8 @@ fn main() {
     let reply_len = bench_exchange::REPLY.len().to_string();
     let reply_headers = [(":status", "200"), ("content-type", "application/json"), ("content-length", &reply_len)];
     let seconds: f64 = std::env::var("MESHWARD_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2.0);
-    println!("{:<8} {:>12} {:>14}", "body", "µs/exchange", "exchanges/s");
+    let fuel_header = if plugin.fuel_consumed().is_some() { "wasm operators" } else { "" };
+    println!("{:<8} {:>12} {:>14} {fuel_header}", "body", "µs/exchange", "exchanges/s");
     // `-- 16` measures only the 16 KiB body (any argument that is a size in KiB).
     let only: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     for size in [1024usize, 16 * 1024, 256 * 1024] {
@@ -75,6 +78,28 @@ fn main() {
             })
             .collect();
         rounds.sort_by(f64::total_cmp);
-        println!("{:<8} {:>12.1} {:>14.0}", format!("{} KiB", size / 1024), rounds[1], 1e6 / rounds[1]);
+        // With MESHWARD_HOST_FUEL=1: wasm operators of one exchange, which
+        // do not move with the machine's load as times do (times are then
+        // inflated by the counting).
+        // Split by step: request (headers and body), response (headers and
+        // body), finish (end of stream, log, teardown).
+        let fuel = plugin.fuel_consumed().map(|start| {
+            let used = |since: u64| plugin.fuel_consumed().unwrap_or(since) - since;
+            let mut ex = plugin.send_request(&headers, &body, 0).unwrap_or_else(|e| panic!("{size}: {e}"));
+            let request = used(start);
+            let at = start + request;
+            ex.receive_response(&reply_headers, bench_exchange::REPLY, 0).unwrap_or_else(|e| panic!("{size}: {e}"));
+            let response = used(at);
+            let _ = ex.finish();
+            let finish = used(at + response);
+            format!("{} (request {request}, response {response}, finish {finish})", request + response + finish)
+        });
+        println!(
+            "{:<8} {:>12.1} {:>14.0} {}",
+            format!("{} KiB", size / 1024),
+            rounds[1],
+            1e6 / rounds[1],
+            fuel.unwrap_or_default()
+        );
     }
 }

@@ -33,10 +33,20 @@ pub fn shared_engine() -> &'static Engine {
         if std::env::var_os("MESHWARD_HOST_PERFMAP").is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
+        // `MESHWARD_HOST_FUEL=1` counts the wasm operators the guest runs
+        // ([`Plugin::fuel_consumed`]): a cost measure that, unlike time,
+        // does not move with the machine's load.
+        if fuel_counting() {
+            config.consume_fuel(true);
+        }
         // The default configuration is always valid; fall back to it anyway
         // rather than panicking.
         Engine::new(&config).unwrap_or_default()
     })
+}
+
+fn fuel_counting() -> bool {
+    std::env::var_os("MESHWARD_HOST_FUEL").is_some_and(|v| v == "1")
 }
 
 /// Where the release filter is: `$MESHWARD_WASM`, else
@@ -432,6 +442,9 @@ impl PluginBuilder {
             scratch: Vec::new(),
         };
         let mut store = Store::new(shared_engine(), state);
+        if fuel_counting() {
+            store.set_fuel(u64::MAX).map_err(|e| HostError::Instantiate(format!("{e:?}")))?;
+        }
         let instance =
             compiled.inner.pre.instantiate(&mut store).map_err(|e| HostError::Instantiate(format!("{e:?}")))?;
         let memory = instance.get_memory(&mut store, "memory").ok_or(HostError::NoMemory)?;
@@ -792,6 +805,13 @@ impl Plugin {
     /// number of ticks fired.
     pub fn advance_time(&self, by: Duration) -> Result<u32, HostError> {
         self.lock().advance_time(by)
+    }
+
+    /// Wasm operators the guest has run so far (wasmtime fuel), when the
+    /// process runs with `MESHWARD_HOST_FUEL=1`; `None` otherwise.
+    pub fn fuel_consumed(&self) -> Option<u64> {
+        let inner = self.lock();
+        inner.store.get_fuel().ok().map(|left| u64::MAX - left)
     }
 
     /// Every `proxy_log` message at or above the configured level.

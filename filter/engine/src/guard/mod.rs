@@ -188,11 +188,11 @@ impl<'e> RequestGuards<'e> {
     }
 
     /// A text part a model will read, decoded.
-    pub(crate) fn text(&mut self, text: &str, location: &str, author: Author) {
+    pub(crate) fn text(&mut self, text: &str, location: &dyn std::fmt::Display, author: Author) {
         if let (Some(guard), None) = (&self.engine.injection, &self.injection) {
             match author {
                 Author::Known(role) => self.injection = guard.assess(text, source_of(role)).violation(location),
-                Author::PendingMessage(index) => self.pending.push((index, location.to_owned(), text.to_owned())),
+                Author::PendingMessage(index) => self.pending.push((index, location.to_string(), text.to_owned())),
             }
         }
         if let (Some(classifier), Some(state)) = (&self.engine.classifier, self.classification.as_mut()) {

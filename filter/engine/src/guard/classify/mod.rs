@@ -177,7 +177,7 @@ struct Entry {
 }
 
 impl ClassificationState {
-    fn note(&mut self, rule: &'static str, level: usize, subject: &str, location: &str) {
+    fn note(&mut self, rule: &'static str, level: usize, subject: &str, location: &dyn std::fmt::Display) {
         match self.evidence {
             Some(current) if level < current => return,
             Some(current) if level == current => {}
@@ -189,7 +189,7 @@ impl ClassificationState {
         if let Some(entry) = self.entries.iter_mut().find(|e| e.rule == rule && e.subject == subject) {
             entry.more += 1;
         } else if self.entries.len() < MAX_RATIONALE {
-            self.entries.push(Entry { rule, subject: subject.to_owned(), location: location.to_owned(), more: 0 });
+            self.entries.push(Entry { rule, subject: subject.to_owned(), location: location.to_string(), more: 0 });
         }
     }
 }
@@ -356,7 +356,7 @@ impl Classifier {
     /// Adds the evidence of one text part; `location` (its JSON path) is
     /// only used in the rationale. One automaton pass over `text`, plus a
     /// bounded local check per anchor hit.
-    pub fn scan(&self, state: &mut ClassificationState, text: &str, location: &str) {
+    pub fn scan(&self, state: &mut ClassificationState, text: &str, location: impl std::fmt::Display) {
         let Some(automaton) = &self.automaton else { return };
         // Overlapping: a keyword may contain a marking word or the reverse,
         // and both must be seen.
@@ -368,13 +368,13 @@ impl Classifier {
                         let Some(markings) = &self.markings else { continue };
                         let Some(found) = markings.check(text, hit.start(), hit.end(), anchor) else { continue };
                         let written = text.get(found.start..found.end).unwrap_or_default();
-                        state.note("marking", found.level, &tidy_marking(written), location);
+                        state.note("marking", found.level, &tidy_marking(written), &location);
                     }
                     Action::Keyword(i) => {
                         let Some(keyword) = self.keywords.get(i) else { continue };
                         let exact = !keyword.case_sensitive || text.get(hit.start()..hit.end()) == Some(&keyword.text);
                         if exact && marking::bounded(text, hit.start(), hit.end()) {
-                            state.note("keyword", keyword.level, &keyword.text, location);
+                            state.note("keyword", keyword.level, &keyword.text, &location);
                         }
                     }
                 }
@@ -395,7 +395,7 @@ impl Classifier {
                     if count == 1 { "" } else { "s" },
                     rule.min_count
                 );
-                state.note("class", rule.level, &subject, "");
+                state.note("class", rule.level, &subject, &"");
             }
         }
         let name = |level: usize| self.levels.get(level).cloned().unwrap_or_default();

@@ -396,7 +396,7 @@ fn rationale_is_deduplicated_and_capped() {
     ));
     let mut state = c.start();
     for part in 0..3 {
-        c.scan(&mut state, "PROTECTED\nmore text\nPROTECTED", &format!("messages[{part}].content"));
+        c.scan(&mut state, "PROTECTED\nmore text\nPROTECTED", format!("messages[{part}].content"));
     }
     c.scan(&mut state, "[SEC=PROTECTED]", "messages[3].content");
     let d = c.finish(state, &[]);

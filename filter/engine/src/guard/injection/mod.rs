@@ -100,7 +100,7 @@ pub struct Assessment {
 impl Assessment {
     /// The violation to report when the guard tripped: rule
     /// `injection.<strongest signal>`, detail naming every signal (never the text).
-    pub fn violation(&self, location: &str) -> Option<Violation> {
+    pub fn violation(&self, location: impl std::fmt::Display) -> Option<Violation> {
         if !self.tripped {
             return None;
         }

@@ -60,6 +60,7 @@ bench: wasm envoy
 	$(CARGO) bench -p meshward-engine --bench detect
 	$(CARGO) bench -p meshward-engine --bench adversarial
 	$(CARGO) bench -p meshward-wasm-host --bench wasm_scan
+	MESHWARD_HOST_FUEL=1 $(CARGO) bench -p meshward-wasm-host --bench exchange
 	$(CARGO) run --release -p meshward-e2e --bin meshward-bench
 
 ## eval: injection guard detection / false-positive rates (fetches PyRIT and promptfoo corpora into .cache/),

@@ -10,7 +10,8 @@
 //! when changing the glue. `-- 1` measures the 1 KiB body alone. Set `MESHWARD_HOST_PERFMAP=1` to profile it with
 //! `perf record` and see the guest's functions by name, and
 //! `MESHWARD_HOST_FUEL=1` to count the wasm operators one exchange runs
-//! (deterministic, so a change can be judged on a noisy machine).
+//! (deterministic, so a change can be judged on a noisy machine) and the
+//! host calls it makes (each one a V8-to-Envoy crossing in production).
 
 use std::time::{Duration, Instant};
 
@@ -83,6 +84,7 @@ fn main() {
         // inflated by the counting).
         // Split by step: request (headers and body), response (headers and
         // body), finish (end of stream, log, teardown).
+        let calls_before = plugin.host_calls();
         let fuel = plugin.fuel_consumed().map(|start| {
             let used = |since: u64| plugin.fuel_consumed().unwrap_or(since) - since;
             let mut ex = plugin.send_request(&headers, &body, 0).unwrap_or_else(|e| panic!("{size}: {e}"));
@@ -92,7 +94,11 @@ fn main() {
             let response = used(at);
             let _ = ex.finish();
             let finish = used(at + response);
-            format!("{} (request {request}, response {response}, finish {finish})", request + response + finish)
+            let calls = plugin.host_calls().unwrap_or(0) - calls_before.unwrap_or(0);
+            format!(
+                "{} (request {request}, response {response}, finish {finish}); {calls} host calls",
+                request + response + finish
+            )
         });
         println!(
             "{:<8} {:>12.1} {:>14.0} {}",

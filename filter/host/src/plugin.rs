@@ -437,6 +437,7 @@ impl PluginBuilder {
             vm_id: self.vm_id,
             plugin_id: next_plugin_id(),
             unimplemented_calls: Vec::new(),
+            host_calls: 0,
             root_done_pending: false,
             proxy_done_called: false,
             scratch: Vec::new(),
@@ -444,6 +445,12 @@ impl PluginBuilder {
         let mut store = Store::new(shared_engine(), state);
         if fuel_counting() {
             store.set_fuel(u64::MAX).map_err(|e| HostError::Instantiate(format!("{e:?}")))?;
+            store.call_hook(|mut cx, hook| {
+                if matches!(hook, wasmtime::CallHook::CallingHost) {
+                    cx.data_mut().host_calls += 1;
+                }
+                Ok(())
+            });
         }
         let instance =
             compiled.inner.pre.instantiate(&mut store).map_err(|e| HostError::Instantiate(format!("{e:?}")))?;
@@ -812,6 +819,13 @@ impl Plugin {
     pub fn fuel_consumed(&self) -> Option<u64> {
         let inner = self.lock();
         inner.store.get_fuel().ok().map(|left| u64::MAX - left)
+    }
+
+    /// Host calls the guest has made so far (every import, WASI included),
+    /// when the process runs with `MESHWARD_HOST_FUEL=1`; `None` otherwise.
+    /// In Envoy each one crosses from V8 into C++.
+    pub fn host_calls(&self) -> Option<u64> {
+        fuel_counting().then(|| self.lock().store.data().host_calls)
     }
 
     /// Every `proxy_log` message at or above the configured level.

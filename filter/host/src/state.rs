@@ -299,6 +299,8 @@ pub(crate) struct HostState {
     pub plugin_id: u64,
     /// Calls of imports this host does not implement.
     pub unimplemented_calls: Vec<String>,
+    /// Host calls the guest made, counted with `MESHWARD_HOST_FUEL=1`.
+    pub host_calls: u64,
     pub root_done_pending: bool,
     pub proxy_done_called: bool,
     pub scratch: Vec<u8>,

@@ -426,33 +426,44 @@ pub(crate) fn contains_ci(list: &[&str], word: &[u8]) -> bool {
     list.binary_search_by(|w| w.as_bytes().cmp(lower)).is_ok()
 }
 
-/// A word list looked up by hash: a Bloom filter first, then a binary
-/// search over the words' hashes and one compare. The person pass looks up
+/// A word list looked up by hash: a Bloom filter first, then one slot of
+/// an open-addressed table and one compare. The person pass looks up
 /// every capitalised word in [`FIRST_NAMES`] and [`NOT_NAMES`]; most are in
 /// neither, and a string binary search's compares were a tenth of a whole
-/// scan. Answers are exact (the final compare), as the sorted list's binary search.
+/// scan. Sentence-start words ("The", "Also") are in [`NOT_NAMES`] and pass
+/// the Bloom filter, so the table answers them in one probe where a binary
+/// search over the hashes took eight. Answers are exact (the final
+/// compare), as the sorted list's binary search.
 pub(crate) struct WordSet {
-    /// `(hash, word)`, sorted by hash.
-    by_hash: Vec<(u64, &'static str)>,
+    /// `(hash, word)` slots, a power of two at least twice the list; `None`
+    /// ends a probe sequence.
+    slots: Vec<Option<(u64, &'static str)>>,
     bloom: [u64; 64],
 }
 
 impl WordSet {
     fn new(list: &'static [&'static str]) -> WordSet {
         let mut bloom = [0u64; 64];
-        let mut by_hash = Vec::with_capacity(list.len());
+        let mut slots = vec![None; (list.len() * 2).next_power_of_two().max(2)];
+        let mask = slots.len() - 1;
         for w in list {
-            if let Some(h) = fold_hash(w.as_bytes()) {
-                by_hash.push((h, *w));
-                for bit in bloom_bits(h) {
-                    if let Some(slot) = bloom.get_mut(bit / 64) {
-                        *slot |= 1 << (bit % 64);
-                    }
+            let Some(h) = fold_hash(w.as_bytes()) else { continue };
+            for bit in bloom_bits(h) {
+                if let Some(slot) = bloom.get_mut(bit / 64) {
+                    *slot |= 1 << (bit % 64);
                 }
             }
+            // Linear probing; the table is at most half full, so a free
+            // slot is always found.
+            let mut i = slot_of(h, mask);
+            while let Some(Some(_)) = slots.get(i) {
+                i = (i + 1) & mask;
+            }
+            if let Some(slot) = slots.get_mut(i) {
+                *slot = Some((h, *w));
+            }
         }
-        by_hash.sort_unstable();
-        WordSet { by_hash, bloom }
+        WordSet { slots, bloom }
     }
 
     /// Whether `word` is in the list, ASCII case-insensitively.
@@ -463,14 +474,21 @@ impl WordSet {
         if !maybe {
             return false;
         }
-        let first = self.by_hash.partition_point(|&(k, _)| k < h);
-        self.by_hash
-            .get(first..)
-            .unwrap_or_default()
-            .iter()
-            .take_while(|&&(k, _)| k == h)
-            .any(|(_, w)| w.as_bytes().eq_ignore_ascii_case(word))
+        let mask = self.slots.len() - 1;
+        let mut i = slot_of(h, mask);
+        while let Some(Some((k, w))) = self.slots.get(i) {
+            if *k == h && w.as_bytes().eq_ignore_ascii_case(word) {
+                return true;
+            }
+            i = (i + 1) & mask;
+        }
+        false
     }
+}
+
+fn slot_of(h: u64, mask: usize) -> usize {
+    // The high bits: the low ones also pick the Bloom bits.
+    (h >> 40) as usize & mask
 }
 
 /// FNV-1a of the lower-cased word; `None` past 32 bytes (no list word is

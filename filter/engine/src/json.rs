@@ -11,6 +11,8 @@
 
 use std::fmt;
 
+use crate::detect::bytescan::find_control;
+
 /// One step of the path from the document root to a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathSeg<'a> {
@@ -335,7 +337,8 @@ impl<'a> Parser<'a> {
     ///
     /// The hot loop of the whole filter: prose is skipped with `memchr2` to
     /// the next quote or backslash, and the skipped run is checked for
-    /// control characters with a branch-free fold that vectorises.
+    /// control characters a block at a time ([`find_control`], vectorised
+    /// natively and in the `.wasm`).
     fn string(&mut self) -> Result<StringLeaf, JsonError> {
         self.pos += 1;
         let start = self.pos;
@@ -344,8 +347,7 @@ impl<'a> Parser<'a> {
             let rest = self.bytes.get(self.pos..).unwrap_or_default();
             let run = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
             let skipped = rest.get(..run).unwrap_or_default();
-            if skipped.iter().fold(false, |seen, &b| seen | (b < 0x20)) {
-                let at = skipped.iter().position(|&b| b < 0x20).unwrap_or(0);
+            if let Some(at) = find_control(skipped, 0) {
                 self.pos += at;
                 return Err(self.err(JsonErrorKind::ControlCharacterInString));
             }

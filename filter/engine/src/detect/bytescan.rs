@@ -1,37 +1,69 @@
-//! Finding the next byte of an ASCII range eight bytes at a time (SWAR:
-//! one `u64` holds eight bytes). The digit and capital-letter passes skip
-//! prose with it; a byte-at-a-time `position` cannot be vectorised because
-//! it stops early, and it was most of those passes' cost. Plain integer
-//! code, so it is as fast inside the `.wasm` as natively.
+//! Finding the next byte of a range a block at a time. The digit and
+//! capital-letter passes, the non-ASCII check before normalisation and the
+//! JSON string check skip prose with it; a byte-at-a-time `position`
+//! cannot be vectorised because it stops early, and it was most of those
+//! passes' cost.
+//!
+//! Natively each 32-byte block is tested with a branch-free fold, which
+//! LLVM turns into SSE2/AVX2 compares. Inside the `.wasm` LLVM unrolls the
+//! same fold into scalar code instead, so there a 16-byte block is one
+//! `simd128` load, subtract, compare and `any_true` (the module is built
+//! with `simd128`, see `.cargo/config.toml`; V8 and wasmtime run it). Only
+//! a block with a hit is walked byte by byte.
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
+/// Bytes tested at once.
+#[cfg(target_arch = "wasm32")]
+const BLOCK: usize = 16;
+#[cfg(not(target_arch = "wasm32"))]
+const BLOCK: usize = 32;
 
-/// A high bit set in each byte of `word` that lies in `lo..=hi` (both ASCII,
-/// `lo >= 1`); exact per byte, and bytes >= 0x80 never match.
-#[inline]
-fn in_range(word: u64, lo: u8, hi: u8) -> u64 {
-    let low7 = word & !HIGHS;
-    // Per byte: (127 + hi + 1 - b) keeps its high bit iff b <= hi, and
-    // (b + 127 - (lo - 1)) sets it iff b >= lo; no carry crosses bytes as
-    // every byte's operands stay below 0x80 + 0x80.
-    let le_hi = ONES * (127 + u64::from(hi) + 1) - low7;
-    let ge_lo = low7 + ONES * (127 - (u64::from(lo) - 1));
-    le_hi & ge_lo & !word & HIGHS
+/// Whether `b` is in `lo..=hi`, as one subtraction and compare (wraps
+/// below `lo`).
+#[inline(always)]
+fn in_range(b: u8, lo: u8, hi: u8) -> bool {
+    b.wrapping_sub(lo) <= hi.wrapping_sub(lo)
 }
 
-/// The first index `>= from` whose byte is in `lo..=hi` (ASCII, `lo >= 1`).
+/// Whether a byte of `block` (BLOCK bytes) is in `lo..=hi`.
+#[cfg(not(target_arch = "wasm32"))]
+#[inline(always)]
+fn block_has(block: &[u8], lo: u8, hi: u8) -> bool {
+    block.iter().fold(false, |seen, &b| seen | in_range(b, lo, hi))
+}
+
+#[cfg(target_arch = "wasm32")]
+#[inline(always)]
+fn block_has(block: &[u8], lo: u8, hi: u8) -> bool {
+    use core::arch::wasm32::{i64x2, u8x16_le, u8x16_splat, u8x16_sub, v128_any_true};
+    let half = |from: usize| {
+        let word: [u8; 8] = block.get(from..from + 8).and_then(|w| w.try_into().ok()).unwrap_or([0; 8]);
+        i64::from_le_bytes(word)
+    };
+    // Two 8-byte halves, which LLVM fuses into one `v128.load`.
+    let v = i64x2(half(0), half(8));
+    v128_any_true(u8x16_le(u8x16_sub(v, u8x16_splat(lo)), u8x16_splat(hi.wrapping_sub(lo))))
+}
+
+/// The first index `>= from` whose byte is in `lo..=hi` (`lo <= hi`).
 pub(crate) fn find_in_range(bytes: &[u8], from: usize, lo: u8, hi: u8) -> Option<usize> {
     let mut i = from;
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
-        let hits = in_range(word, lo, hi);
-        if hits != 0 {
-            return Some(i + (hits.trailing_zeros() / 8) as usize);
+    while let Some(block) = bytes.get(i..i + BLOCK) {
+        if block_has(block, lo, hi) {
+            break;
         }
-        i += 8;
+        i += BLOCK;
     }
-    bytes.get(i..)?.iter().position(|b| (lo..=hi).contains(b)).map(|p| i + p)
+    bytes.get(i..)?.iter().position(|&b| in_range(b, lo, hi)).map(|p| i + p)
+}
+
+/// The first non-ASCII byte at or after `from`.
+pub(crate) fn find_non_ascii(bytes: &[u8], from: usize) -> Option<usize> {
+    find_in_range(bytes, from, 0x80, 0xFF)
+}
+
+/// The first ASCII control character (below 0x20) at or after `from`.
+pub(crate) fn find_control(bytes: &[u8], from: usize) -> Option<usize> {
+    find_in_range(bytes, from, 0x00, 0x1F)
 }
 
 /// The next ASCII digit at or after `from`.
@@ -52,7 +84,7 @@ mod tests {
     fn agrees_with_a_byte_loop_on_every_byte_value_and_offset() {
         let mut bytes: Vec<u8> = (0..=255u8).collect();
         bytes.extend((0..=255u8).rev());
-        for (lo, hi) in [(b'0', b'9'), (b'A', b'Z'), (1, 127), (b'a', b'a')] {
+        for (lo, hi) in [(b'0', b'9'), (b'A', b'Z'), (1, 127), (b'a', b'a'), (0, 0x1F), (0x80, 0xFF), (0, 0xFF)] {
             for from in 0..=bytes.len() {
                 let want = bytes.iter().skip(from).position(|b| (lo..=hi).contains(b)).map(|p| p + from);
                 assert_eq!(find_in_range(&bytes, from, lo, hi), want, "{lo}..={hi} from {from}");
@@ -68,6 +100,21 @@ mod tests {
             }
         }
         assert_eq!(find_upper(b"abc def Ghi", 0), Some(8));
+        // Hits on either side of a block boundary, and none at all.
+        for at in [0, 1, 30, 31, 32, 33, 63, 64, 65, 95, 100] {
+            let mut text = vec![b'x'; 101];
+            if let Some(b) = text.get_mut(at) {
+                *b = b'7';
+            }
+            for from in [0, 1, at.saturating_sub(1), at, at + 1] {
+                let want = (from <= at).then_some(at);
+                assert_eq!(find_digit(&text, from), want, "digit at {at} from {from}");
+            }
+        }
+        assert_eq!(find_digit(&[b'x'; 200], 3), None);
+        assert_eq!(find_non_ascii("ab“c".as_bytes(), 0), Some(2));
+        assert_eq!(find_control(b"ab\tc", 0), Some(2));
+        assert_eq!(find_control(&[0x7F; 40], 0), None);
         assert_eq!(find_digit(b"", 0), None);
         assert_eq!(find_digit(b"12", 5), None);
     }

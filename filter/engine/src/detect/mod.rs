@@ -27,7 +27,7 @@
 //! spans of the original text, overlaps resolved (most confident, then
 //! longest wins).
 
-mod bytescan;
+pub(crate) mod bytescan;
 mod card;
 mod context;
 mod custom;

@@ -17,6 +17,8 @@
 
 use std::borrow::Cow;
 
+use super::bytescan::find_non_ascii;
+
 /// What one non-ASCII character becomes: `None` keeps it, `Some(None)`
 /// drops it, `Some(Some(b))` replaces it by the ASCII byte `b`.
 fn fold_char(c: char) -> Option<Option<u8>> {
@@ -37,30 +39,19 @@ fn may_need_folding(bytes: &[u8]) -> bool {
 }
 
 /// The byte offset of the first character of `text` that [`fold_char`]
-/// changes. Skips ASCII eight bytes at a time and decodes only non-ASCII
-/// characters, so text with curly quotes and em dashes (which stay) costs
-/// one fast pass.
+/// changes. Skips ASCII a block at a time ([`find_non_ascii`]) and decodes
+/// only non-ASCII characters, so text with curly quotes and em dashes
+/// (which stay) costs one fast pass.
 fn first_fold(text: &str) -> Option<usize> {
     let bytes = text.as_bytes();
     let mut i = 0;
-    while i < bytes.len() {
-        if let Some(chunk) = bytes.get(i..i + 8) {
-            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
-            if word & 0x8080_8080_8080_8080 == 0 {
-                i += 8;
-                continue;
-            }
-        }
-        let b = bytes.get(i).copied().unwrap_or(0);
-        if b < 0x80 {
-            i += 1;
-            continue;
-        }
-        let c = text.get(i..).and_then(|rest| rest.chars().next())?;
+    while let Some(next) = find_non_ascii(bytes, i) {
+        // A non-ASCII byte found from a character boundary starts a character.
+        let c = text.get(next..).and_then(|rest| rest.chars().next())?;
         if fold_char(c).is_some() {
-            return Some(i);
+            return Some(next);
         }
-        i += c.len_utf8();
+        i = next + c.len_utf8();
     }
     None
 }
@@ -284,6 +275,17 @@ mod tests {
                     };
                     assert_eq!(n.span(start, end), want, "{original:?} {start}..{end}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_fold_is_found_across_block_boundaries() {
+        let naive = |t: &str| t.char_indices().find(|(_, c)| fold_char(*c).is_some()).map(|(i, _)| i);
+        for pad in 0..80 {
+            for (before, fold) in [("", "\u{200B}"), ("“", "１"), ("😀", "\u{00A0}"), ("é", ""), ("—", "–")] {
+                let text = format!("{}{before}{}{fold}tail", "a".repeat(pad), "b".repeat(pad % 37));
+                assert_eq!(first_fold(&text), naive(&text), "{text:?}");
             }
         }
     }

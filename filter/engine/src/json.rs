@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use crate::detect::bytescan::find_control;
+use crate::detect::bytescan::find_string_stop;
 
 /// One step of the path from the document root to a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,24 +335,20 @@ impl<'a> Parser<'a> {
 
     /// Scans a string starting at its opening quote.
     ///
-    /// The hot loop of the whole filter: prose is skipped with `memchr2` to
-    /// the next quote or backslash, and the skipped run is checked for
-    /// control characters a block at a time ([`find_control`], vectorised
-    /// natively and in the `.wasm`).
+    /// The hot loop of the whole filter: prose is skipped a block at a time
+    /// to the next quote, backslash or control character
+    /// ([`find_string_stop`], vectorised natively and in the `.wasm`), one
+    /// pass where a `memchr2` for the quote and a second check of the run
+    /// for control characters were two.
     fn string(&mut self) -> Result<StringLeaf, JsonError> {
         self.pos += 1;
         let start = self.pos;
         let mut escaped = false;
         loop {
             let rest = self.bytes.get(self.pos..).unwrap_or_default();
-            let run = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
-            let skipped = rest.get(..run).unwrap_or_default();
-            if let Some(at) = find_control(skipped, 0) {
-                self.pos += at;
-                return Err(self.err(JsonErrorKind::ControlCharacterInString));
-            }
-            self.pos += run;
+            self.pos += find_string_stop(rest, 0).unwrap_or(rest.len());
             match self.peek()? {
+                b if b < 0x20 => return Err(self.err(JsonErrorKind::ControlCharacterInString)),
                 b'"' => {
                     let end = self.pos;
                     self.pos += 1;

@@ -34,14 +34,59 @@ fn block_has(block: &[u8], lo: u8, hi: u8) -> bool {
 #[cfg(target_arch = "wasm32")]
 #[inline(always)]
 fn block_has(block: &[u8], lo: u8, hi: u8) -> bool {
-    use core::arch::wasm32::{i64x2, u8x16_le, u8x16_splat, u8x16_sub, v128_any_true};
+    use core::arch::wasm32::{u8x16_le, u8x16_splat, u8x16_sub, v128_any_true};
+    let v = load(block);
+    v128_any_true(u8x16_le(u8x16_sub(v, u8x16_splat(lo)), u8x16_splat(hi.wrapping_sub(lo))))
+}
+
+/// Whether `b` ends a run of plain JSON string content: a quote, a
+/// backslash or a control character.
+#[inline(always)]
+fn is_string_stop(b: u8) -> bool {
+    b == b'"' || b == b'\\' || b < 0x20
+}
+
+/// Whether a byte of `block` (BLOCK bytes) ends plain JSON string content.
+#[cfg(not(target_arch = "wasm32"))]
+#[inline(always)]
+fn block_has_string_stop(block: &[u8]) -> bool {
+    block.iter().fold(false, |seen, &b| seen | is_string_stop(b))
+}
+
+#[cfg(target_arch = "wasm32")]
+#[inline(always)]
+fn block_has_string_stop(block: &[u8]) -> bool {
+    use core::arch::wasm32::{u8x16_eq, u8x16_lt, u8x16_splat, v128_any_true, v128_or};
+    let v = load(block);
+    let quote = u8x16_eq(v, u8x16_splat(b'"'));
+    let backslash = u8x16_eq(v, u8x16_splat(b'\\'));
+    let control = u8x16_lt(v, u8x16_splat(0x20));
+    v128_any_true(v128_or(v128_or(quote, backslash), control))
+}
+
+/// The first 16 bytes of `block` as a vector, built from two 8-byte halves
+/// (LLVM fuses them into one `v128.load`; no `unsafe` pointer load).
+#[cfg(target_arch = "wasm32")]
+#[inline(always)]
+fn load(block: &[u8]) -> core::arch::wasm32::v128 {
     let half = |from: usize| {
         let word: [u8; 8] = block.get(from..from + 8).and_then(|w| w.try_into().ok()).unwrap_or([0; 8]);
         i64::from_le_bytes(word)
     };
-    // Two 8-byte halves, which LLVM fuses into one `v128.load`.
-    let v = i64x2(half(0), half(8));
-    v128_any_true(u8x16_le(u8x16_sub(v, u8x16_splat(lo)), u8x16_splat(hi.wrapping_sub(lo))))
+    core::arch::wasm32::i64x2(half(0), half(8))
+}
+
+/// The first index `>= from` of a quote, backslash or control character:
+/// where plain JSON string content stops.
+pub(crate) fn find_string_stop(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(block) = bytes.get(i..i + BLOCK) {
+        if block_has_string_stop(block) {
+            break;
+        }
+        i += BLOCK;
+    }
+    bytes.get(i..)?.iter().position(|&b| is_string_stop(b)).map(|p| i + p)
 }
 
 /// The first index `>= from` whose byte is in `lo..=hi` (`lo <= hi`).
@@ -59,11 +104,6 @@ pub(crate) fn find_in_range(bytes: &[u8], from: usize, lo: u8, hi: u8) -> Option
 /// The first non-ASCII byte at or after `from`.
 pub(crate) fn find_non_ascii(bytes: &[u8], from: usize) -> Option<usize> {
     find_in_range(bytes, from, 0x80, 0xFF)
-}
-
-/// The first ASCII control character (below 0x20) at or after `from`.
-pub(crate) fn find_control(bytes: &[u8], from: usize) -> Option<usize> {
-    find_in_range(bytes, from, 0x00, 0x1F)
 }
 
 /// The next ASCII digit at or after `from`.
@@ -113,8 +153,22 @@ mod tests {
         }
         assert_eq!(find_digit(&[b'x'; 200], 3), None);
         assert_eq!(find_non_ascii("ab“c".as_bytes(), 0), Some(2));
-        assert_eq!(find_control(b"ab\tc", 0), Some(2));
-        assert_eq!(find_control(&[0x7F; 40], 0), None);
+        // String stops, against a byte loop, at every offset of two blocks
+        // and a tail.
+        let mut text: Vec<u8> = (0..=255u8).cycle().take(600).collect();
+        text.retain(|&b| !is_string_stop(b));
+        for stop in [b'"', b'\\', b'\n', 0x00, 0x1F] {
+            for at in [0, 1, 15, 16, 31, 32, 33, 64, 70] {
+                let mut t = text.clone();
+                if let Some(b) = t.get_mut(at) {
+                    *b = stop;
+                }
+                for from in [0, at.saturating_sub(1), at, at + 1] {
+                    let want = t.iter().skip(from).position(|&b| is_string_stop(b)).map(|p| p + from);
+                    assert_eq!(find_string_stop(&t, from), want, "{stop} at {at} from {from}");
+                }
+            }
+        }
         assert_eq!(find_digit(b"", 0), None);
         assert_eq!(find_digit(b"12", 5), None);
     }

@@ -354,6 +354,11 @@ impl DetectorSet {
     /// overlaps are resolved, so a dropped or weaker-action finding never
     /// hides another.
     pub fn scan_ranked(&self, text: &str, out: &mut Vec<Finding>, rank: impl Fn(&Finding) -> Option<u8>) {
+        // A policy without detection classes still passes every text part
+        // here; without this, normalisation would still read it.
+        if self.is_empty() {
+            return;
+        }
         let mut kept = Vec::new();
         self.scan_raw(text, &mut kept);
         kept.retain(|f| rank(f).is_some());

@@ -59,8 +59,9 @@ pub fn path_to_string(path: &[PathSeg<'_>]) -> String {
 pub struct Location<'p, 'a>(pub Option<&'p [PathSeg<'a>]>);
 
 impl Location<'_, '_> {
-    /// The path as text. Pushes onto one `String` rather than going through
-    /// `fmt`: a finding renders its location on the request path.
+    /// The path as text, pushed onto one `String` (a finding renders its
+    /// location on the request path); keys are unescaped only when they
+    /// hold an escape.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(32);
         for seg in self.0.unwrap_or_default() {
@@ -77,7 +78,7 @@ impl Location<'_, '_> {
                 }
                 PathSeg::Index(i) => {
                     out.push('[');
-                    push_decimal(&mut out, *i);
+                    out.push_str(&i.to_string());
                     out.push(']');
                 }
             }
@@ -92,24 +93,6 @@ impl Location<'_, '_> {
 impl fmt::Display for Location<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.render())
-    }
-}
-
-fn push_decimal(out: &mut String, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        if let Some(d) = digits.get_mut(at) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || at == 0 {
-            break;
-        }
-    }
-    for &d in digits.get(at..).unwrap_or_default() {
-        out.push(char::from(d));
     }
 }
 

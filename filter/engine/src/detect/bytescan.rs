@@ -24,21 +24,6 @@ fn in_range(b: u8, lo: u8, hi: u8) -> bool {
     b.wrapping_sub(lo) <= hi.wrapping_sub(lo)
 }
 
-/// Whether a byte of `block` (BLOCK bytes) is in `lo..=hi`.
-#[cfg(not(target_arch = "wasm32"))]
-#[inline(always)]
-fn block_has(block: &[u8], lo: u8, hi: u8) -> bool {
-    block.iter().fold(false, |seen, &b| seen | in_range(b, lo, hi))
-}
-
-#[cfg(target_arch = "wasm32")]
-#[inline(always)]
-fn block_has(block: &[u8], lo: u8, hi: u8) -> bool {
-    use core::arch::wasm32::{u8x16_le, u8x16_splat, u8x16_sub, v128_any_true};
-    let v = load(block);
-    v128_any_true(u8x16_le(u8x16_sub(v, u8x16_splat(lo)), u8x16_splat(hi.wrapping_sub(lo))))
-}
-
 /// Whether `b` ends a run of plain JSON string content: a quote, a
 /// backslash or a control character.
 #[inline(always)]
@@ -46,22 +31,27 @@ fn is_string_stop(b: u8) -> bool {
     b == b'"' || b == b'\\' || b < 0x20
 }
 
-/// Whether a byte of `block` (BLOCK bytes) ends plain JSON string content.
-#[cfg(not(target_arch = "wasm32"))]
+/// The first index `>= from` whose byte satisfies `byte`. `block` tells
+/// whether a BLOCK-byte slice holds such a byte; only the block where it
+/// does is walked byte by byte.
 #[inline(always)]
-fn block_has_string_stop(block: &[u8]) -> bool {
-    block.iter().fold(false, |seen, &b| seen | is_string_stop(b))
+fn find_first(bytes: &[u8], from: usize, block: impl Fn(&[u8]) -> bool, byte: impl Fn(u8) -> bool) -> Option<usize> {
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + BLOCK) {
+        if block(chunk) {
+            break;
+        }
+        i += BLOCK;
+    }
+    bytes.get(i..)?.iter().position(|&b| byte(b)).map(|p| i + p)
 }
 
-#[cfg(target_arch = "wasm32")]
+/// The native block test: a branch-free fold of the byte test, which LLVM
+/// vectorises.
+#[cfg(not(target_arch = "wasm32"))]
 #[inline(always)]
-fn block_has_string_stop(block: &[u8]) -> bool {
-    use core::arch::wasm32::{u8x16_eq, u8x16_lt, u8x16_splat, v128_any_true, v128_or};
-    let v = load(block);
-    let quote = u8x16_eq(v, u8x16_splat(b'"'));
-    let backslash = u8x16_eq(v, u8x16_splat(b'\\'));
-    let control = u8x16_lt(v, u8x16_splat(0x20));
-    v128_any_true(v128_or(v128_or(quote, backslash), control))
+fn fold(byte: impl Fn(u8) -> bool) -> impl Fn(&[u8]) -> bool {
+    move |block| block.iter().fold(false, |seen, &b| seen | byte(b))
 }
 
 /// The first 16 bytes of `block` as a vector, built from two 8-byte halves
@@ -76,29 +66,34 @@ fn load(block: &[u8]) -> core::arch::wasm32::v128 {
     core::arch::wasm32::i64x2(half(0), half(8))
 }
 
+/// The first index `>= from` whose byte is in `lo..=hi` (`lo <= hi`).
+pub(crate) fn find_in_range(bytes: &[u8], from: usize, lo: u8, hi: u8) -> Option<usize> {
+    let byte = move |b: u8| in_range(b, lo, hi);
+    #[cfg(not(target_arch = "wasm32"))]
+    let block = fold(byte);
+    #[cfg(target_arch = "wasm32")]
+    let block = |block: &[u8]| {
+        use core::arch::wasm32::{u8x16_le, u8x16_splat, u8x16_sub, v128_any_true};
+        v128_any_true(u8x16_le(u8x16_sub(load(block), u8x16_splat(lo)), u8x16_splat(hi.wrapping_sub(lo))))
+    };
+    find_first(bytes, from, block, byte)
+}
+
 /// The first index `>= from` of a quote, backslash or control character:
 /// where plain JSON string content stops.
 pub(crate) fn find_string_stop(bytes: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while let Some(block) = bytes.get(i..i + BLOCK) {
-        if block_has_string_stop(block) {
-            break;
-        }
-        i += BLOCK;
-    }
-    bytes.get(i..)?.iter().position(|&b| is_string_stop(b)).map(|p| i + p)
-}
-
-/// The first index `>= from` whose byte is in `lo..=hi` (`lo <= hi`).
-pub(crate) fn find_in_range(bytes: &[u8], from: usize, lo: u8, hi: u8) -> Option<usize> {
-    let mut i = from;
-    while let Some(block) = bytes.get(i..i + BLOCK) {
-        if block_has(block, lo, hi) {
-            break;
-        }
-        i += BLOCK;
-    }
-    bytes.get(i..)?.iter().position(|&b| in_range(b, lo, hi)).map(|p| i + p)
+    #[cfg(not(target_arch = "wasm32"))]
+    let block = fold(is_string_stop);
+    #[cfg(target_arch = "wasm32")]
+    let block = |block: &[u8]| {
+        use core::arch::wasm32::{u8x16_eq, u8x16_lt, u8x16_splat, v128_any_true, v128_or};
+        let v = load(block);
+        let quote = u8x16_eq(v, u8x16_splat(b'"'));
+        let backslash = u8x16_eq(v, u8x16_splat(b'\\'));
+        let control = u8x16_lt(v, u8x16_splat(0x20));
+        v128_any_true(v128_or(v128_or(quote, backslash), control))
+    };
+    find_first(bytes, from, block, is_string_stop)
 }
 
 /// The first non-ASCII byte at or after `from`.

@@ -181,8 +181,8 @@ impl<'e> RequestGuards<'e> {
         }
     }
 
-    /// Whether the text guards want to see prose at all (saves formatting
-    /// a location per part when nothing reads it).
+    /// Whether the text guards want to see prose at all (saves working out
+    /// each part's author when nothing reads it).
     pub(crate) fn wants_text(&self) -> bool {
         self.classification.is_some() || self.topics.is_some() || self.engine.injection.is_some()
     }

@@ -17,6 +17,10 @@
 //! MB/s is corpus bytes (10^6) per second of those exchanges, so it
 //! includes the host's copies in and out of the guest's memory, which
 //! Envoy pays too. The median of three rounds is printed.
+//!
+//! `MESHWARD_HOST_FUEL=1` adds the wasm operators one exchange runs per
+//! corpus byte: deterministic, where times on a shared machine are not
+//! (and the times are then inflated by the counting).
 
 use std::time::{Duration, Instant};
 
@@ -79,7 +83,8 @@ fn main() {
         ("text", "/upload", "text/plain", corpus.as_bytes()),
         ("chat-json", "/v1/chat/completions", "application/json", &chat),
     ];
-    println!("{:<12} {:>10} {:>10} {:>14}", "wasm body", "bytes", "MB/s", "placeholders");
+    let fuel_header = if plugin.fuel_consumed().is_some() { "operators/byte" } else { "" };
+    println!("{:<12} {:>10} {:>10} {:>14} {fuel_header:>15}", "wasm body", "bytes", "MB/s", "placeholders");
     for (name, path, content_type, body) in cases {
         let headers = [
             (":method", "POST"),
@@ -98,7 +103,11 @@ fn main() {
             upstream
         };
         // What the filter did, checked once: the body was rewritten.
+        let fuel_before = plugin.fuel_consumed();
         let upstream = exchange();
+        let per_byte = fuel_before
+            .and_then(|before| Some(plugin.fuel_consumed()? - before))
+            .map(|used| format!("{:>15.2}", used as f64 / corpus.len() as f64));
         let up = String::from_utf8_lossy(&upstream);
         let placeholders: usize =
             EntityClass::ALL.into_iter().map(|c| up.matches(&format!("[{}_", c.name())).count()).sum();
@@ -106,6 +115,6 @@ fn main() {
         let mbps = median_mbps(corpus.len(), Duration::from_secs(2), || {
             std::hint::black_box(exchange());
         });
-        println!("{name:<12} {:>10} {mbps:>10.1} {placeholders:>14}", body.len());
+        println!("{name:<12} {:>10} {mbps:>10.1} {placeholders:>14} {}", body.len(), per_byte.unwrap_or_default());
     }
 }

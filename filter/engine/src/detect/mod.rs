@@ -5,9 +5,10 @@
 //! 1. [`normalize`]: full-width forms, odd spaces and dashes, zero-width
 //!    characters are folded away; text with nothing to fold (ASCII, or
 //!    curly quotes and em dashes, which stay) is borrowed untouched;
-//! 2. one Aho-Corasick pass ([`keywords`]) over every trigger keyword the
-//!    enabled classes need: vendor secret prefixes, `password`/`token`-style
-//!    keys, health terms, birth and passport cues, age phrases;
+//! 2. one pass of a bucketed shift-or filter ([`literals`], driven by
+//!    [`keywords`]) over every trigger keyword the enabled classes need:
+//!    vendor secret prefixes, `password`/`token`-style keys, health terms,
+//!    birth and passport cues, age phrases;
 //! 3. passes over digit runs (cards, and [`numeric`]: every other
 //!    number-shaped class — phones, national ids, IBAN, NINO, IP addresses,
 //!    street numbers, postcodes) and over capitalised words (person names),
@@ -15,11 +16,11 @@
 //!    ([`bytescan`]), with word lists looked up by hash;
 //! 4. `memchr` over `@` for e-mail.
 //!
-//! Measured on the `mixed` corpus of `benches/detect.rs`, the keyword pass
-//! is now the largest single cost (a DFA step per byte); the hand-written
-//! parts are the byte skips and the hashed word sets, chosen because the
-//! general tools they replace (`position`, string binary search, a per-byte
-//! offset map) dominated the profile.
+//! The hand-written parts are the keyword filter, the byte skips and the
+//! hashed word sets, chosen because the general tools they replace (an
+//! Aho-Corasick DFA too big for the cache, `position`, string binary
+//! search, a per-byte offset map) dominated the profile of the `mixed`
+//! corpus of `benches/detect.rs`.
 //!
 //! Expensive work (checksums, context windows, entropy) runs only at the
 //! candidates those passes produce, and every walk is bounded, so the scan
@@ -34,6 +35,7 @@ mod custom;
 mod email;
 mod keywords;
 mod lexicon;
+mod literals;
 mod normalize;
 mod numeric;
 mod secret;

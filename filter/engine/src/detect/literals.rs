@@ -1,0 +1,250 @@
+//! Many literals at once, ASCII case-insensitive: a bucketed shift-or
+//! filter over byte pairs, then exact checks at its candidates.
+//!
+//! Why not the Aho-Corasick DFA it replaced: with ~200 trigger words the
+//! DFA's table is over 600 KB, so prose walks it with a cache miss most
+//! bytes. Here the per-byte work is one 32 KB table load, a shift and an
+//! `or` on one `u64`, with no branch but the (rarely taken) candidate test.
+//!
+//! How: every literal is cut to a *window* of its first [`STAGES`] bytes,
+//! right-aligned so its last byte sits in the final stage, and given one of
+//! eight buckets. The state holds a bit per (stage, bucket); a zero says
+//! "some literal of this bucket matches the text so far up to this stage".
+//! Each byte shifts the state up a stage and ORs in the table entry of the
+//! pair (previous byte, this byte), whose zero bits are the (stage, bucket)
+//! slots that pair can fill. A zero left in the final stage is a candidate
+//! end of a window in that bucket; the bucket's literals are then compared
+//! exactly. Comparing pairs rather than single bytes is what keeps prose,
+//! where every letter is some word's letter, from lighting up every stage.
+
+/// Window length: one stage per byte, eight buckets per stage, one `u64`.
+const STAGES: usize = 8;
+const BUCKETS: usize = 8;
+
+/// Bits of one byte's code in a pair: the byte with its case bit set,
+/// cut to six bits. Letters fold to their lower case and stay distinct from
+/// each other; a few bytes share a code with a letter (digits with `p`–`y`,
+/// `-` with `m`, `.` with `n`), which only adds candidates, since every
+/// candidate is checked exactly. Two ALU operations instead of a table
+/// load keep the loop short.
+const CODE_BITS: u32 = 6;
+const PAIRS: usize = 1 << (2 * CODE_BITS);
+
+#[inline(always)]
+fn code(b: u8) -> usize {
+    usize::from((b | 0x20) & 0x3F)
+}
+
+/// Where a search is: the next byte to read, the shift-or state and the
+/// previous byte's code.
+struct Run {
+    at: usize,
+    state: u64,
+    prev: usize,
+}
+
+impl Run {
+    /// Reads on to the next candidate: the index of the byte that ends a
+    /// window, and the buckets whose windows end there. Kept apart from the
+    /// checks so the loop's state stays in registers.
+    #[inline(always)]
+    fn next_candidate(&mut self, table: &[u64; PAIRS], text: &[u8]) -> Option<(usize, u8)> {
+        let (mut state, mut prev) = (self.state, self.prev);
+        let rest = text.get(self.at..)?;
+        for (k, &b) in rest.iter().enumerate() {
+            let cur = code(b);
+            // The mask keeps the index in bounds, so `get` compiles to a plain load.
+            state = state << BUCKETS | table.get((prev << CODE_BITS | cur) & (PAIRS - 1)).copied().unwrap_or(0);
+            prev = cur;
+            let ends = !(state >> ((STAGES - 1) * BUCKETS)) as u8;
+            if ends != 0 {
+                let end = self.at + k;
+                *self = Run { at: end + 1, state, prev };
+                return Some((end, ends));
+            }
+        }
+        self.at = text.len();
+        None
+    }
+}
+
+/// A compiled set of literals.
+#[derive(Clone)]
+pub(crate) struct Literals {
+    /// Per pair code: the (stage, bucket) bits that pair cannot fill.
+    table: Box<[u64; PAIRS]>,
+    /// Per bucket and code of a window's last byte: indices into
+    /// `literals` of the literals whose window ends so, so a candidate is
+    /// only compared with literals that end in the byte it ends in.
+    buckets: Box<[Vec<u16>]>,
+    /// Lower-cased literals and their window lengths.
+    literals: Vec<(Box<[u8]>, usize)>,
+}
+
+impl std::fmt::Debug for Literals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Literals").field("literals", &self.literals.len()).finish()
+    }
+}
+
+impl Literals {
+    /// Compiles `literals` (empty ones are ignored; at most `u16::MAX`).
+    pub(crate) fn new<S: AsRef<[u8]>>(literals: &[S]) -> Literals {
+        let literals: Vec<(Box<[u8]>, usize)> = literals
+            .iter()
+            .take(usize::from(u16::MAX))
+            .map(|l| {
+                let lower: Box<[u8]> = l.as_ref().to_ascii_lowercase().into();
+                let window = lower.len().min(STAGES);
+                (lower, window)
+            })
+            .collect();
+        // Bucket by window length (shortest first): short windows match
+        // often, so they share buckets with each other rather than make
+        // every bucket fire.
+        let mut order: Vec<(usize, usize)> =
+            literals.iter().enumerate().filter(|(_, l)| l.1 > 0).map(|(i, l)| (l.1, i)).collect();
+        order.sort_unstable();
+        let mut buckets: Box<[Vec<u16>]> = vec![Vec::new(); BUCKETS << CODE_BITS].into();
+        let per_bucket = order.len().div_ceil(BUCKETS).max(1);
+        // Built on the heap: `Box::new([..; PAIRS])` would put a 32 KB
+        // constant into the `.wasm`.
+        let mut table: Box<[u64; PAIRS]> =
+            vec![u64::MAX; PAIRS].into_boxed_slice().try_into().unwrap_or_else(|_| Box::new([u64::MAX; PAIRS]));
+        // The stages before a short literal's window take any pair.
+        let mut anything = u64::MAX;
+        for (rank, &(window, i)) in order.iter().enumerate() {
+            let Some((literal, _)) = literals.get(i) else { continue };
+            let Some(bytes) = literal.get(..window) else { continue };
+            let bucket = (rank / per_bucket).min(BUCKETS - 1);
+            let last = bytes.last().map_or(0, |&b| code(b));
+            if let Some(list) = buckets.get_mut(bucket << CODE_BITS | last) {
+                list.push(i as u16);
+            }
+            let first_stage = STAGES - window;
+            for stage in 0..first_stage {
+                anything &= !(1u64 << (stage * BUCKETS + bucket));
+            }
+            for (k, &b) in bytes.iter().enumerate() {
+                let bit = 1u64 << ((first_stage + k) * BUCKETS + bucket);
+                let cur = code(b);
+                match k.checked_sub(1).and_then(|p| bytes.get(p)) {
+                    // Any byte may come before the window.
+                    None => (0..1 << CODE_BITS).for_each(|prev| {
+                        if let Some(m) = table.get_mut(prev << CODE_BITS | cur) {
+                            *m &= !bit;
+                        }
+                    }),
+                    Some(&prev) => {
+                        if let Some(m) = table.get_mut(code(prev) << CODE_BITS | cur) {
+                            *m &= !bit;
+                        }
+                    }
+                }
+            }
+        }
+        table.iter_mut().for_each(|m| *m &= anything);
+        Literals { table, buckets, literals }
+    }
+
+    /// Calls `found(start, literal)` for every occurrence of every literal
+    /// (its index in the list given to [`Literals::new`]) in `text`,
+    /// overlapping ones included, in order of where their windows end: by
+    /// start only among literals of equal window length.
+    pub(crate) fn for_each(&self, text: &[u8], mut found: impl FnMut(usize, usize)) {
+        if self.literals.is_empty() {
+            return;
+        }
+        // Stages before the text are all "matched": windows that would
+        // start before it are rejected by the exact check.
+        let mut run = Run { at: 0, state: 0, prev: 0 };
+        while let Some((end, buckets)) = run.next_candidate(&self.table, text) {
+            self.check(text, end, buckets, &mut found);
+        }
+    }
+
+    /// Exact checks of the buckets in `ends` for windows ending at `i`.
+    #[inline(never)]
+    fn check(&self, text: &[u8], i: usize, ends: u8, found: &mut impl FnMut(usize, usize)) {
+        let last = text.get(i).map_or(0, |&b| code(b));
+        for bucket in 0..BUCKETS {
+            if ends & (1 << bucket) == 0 {
+                continue;
+            }
+            for &l in self.buckets.get(bucket << CODE_BITS | last).map_or(&[][..], Vec::as_slice) {
+                let Some((literal, window)) = self.literals.get(usize::from(l)) else { continue };
+                let Some(start) = (i + 1).checked_sub(*window) else { continue };
+                let matches = text.get(start..start + literal.len()).is_some_and(|t| t.eq_ignore_ascii_case(literal));
+                if matches {
+                    found(start, usize::from(l));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn all(lits: &[&str], text: &str) -> Vec<(usize, usize)> {
+        let set = Literals::new(lits);
+        let mut out = Vec::new();
+        set.for_each(text.as_bytes(), |s, l| out.push((s, l)));
+        out.sort_unstable();
+        out
+    }
+
+    /// Every occurrence, overlapping, by brute force.
+    fn naive(lits: &[&str], text: &str) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for s in 0..text.len() {
+            for (l, lit) in lits.iter().enumerate() {
+                if !lit.is_empty()
+                    && text.as_bytes().get(s..s + lit.len()).is_some_and(|t| t.eq_ignore_ascii_case(lit.as_bytes()))
+                {
+                    out.push((s, l));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn finds_short_long_and_overlapping_literals_in_any_case() {
+        let lits = ["sk-", "sk-proj-", "date of birth", "ab", "ghp_"];
+        let text = "Sk-PROJ-x date OF birth ab GHP_y";
+        assert_eq!(all(&lits, text), [(0, 0), (0, 1), (10, 2), (24, 3), (27, 4)]);
+    }
+
+    #[test]
+    fn literals_at_the_very_start_and_end_are_found() {
+        assert_eq!(all(&["ab", "abcdefghijk"], "ab"), [(0, 0)]);
+        assert_eq!(all(&["ab", "abcdefghijk"], "abcdefghijk"), [(0, 0), (0, 1)]);
+        assert_eq!(all(&["xyz"], "..xyz"), [(2, 0)]);
+    }
+
+    #[test]
+    fn bytes_without_a_code_of_their_own_still_match_exactly() {
+        // Non-ASCII and rare punctuation share code 0 in the filter.
+        assert_eq!(all(&["é|x", "a\u{7f}"], "-é|x a\u{7f}"), [(1, 0), (6, 1)]);
+    }
+
+    #[test]
+    fn empty_sets_and_empty_literals_find_nothing() {
+        assert!(all(&[], "anything").is_empty());
+        assert!(all(&[""], "anything").is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_brute_force(
+            lits in proptest::collection::vec("[a-dA-D_ -]{1,11}", 1..40),
+            text in "[a-dA-D_ -]{0,200}",
+        ) {
+            let lits: Vec<&str> = lits.iter().map(String::as_str).collect();
+            prop_assert_eq!(all(&lits, &text), naive(&lits, &text));
+        }
+    }
+}

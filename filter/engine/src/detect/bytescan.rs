@@ -31,15 +31,18 @@ fn is_string_stop(b: u8) -> bool {
     b == b'"' || b == b'\\' || b < 0x20
 }
 
-/// The first index `>= from` whose byte satisfies `byte`. `block` tells
-/// whether a BLOCK-byte slice holds such a byte; only the block where it
-/// does is walked byte by byte.
+/// The first index `>= from` whose byte satisfies `byte`. `block` gives
+/// a BLOCK-byte slice's hits as a bit mask (bit `i` for byte `i`), so the
+/// first hit is its lowest set bit: no byte walk where prose has a capital
+/// or a digit every few dozen bytes. Only the tail shorter than a block is
+/// walked.
 #[inline(always)]
-fn find_first(bytes: &[u8], from: usize, block: impl Fn(&[u8]) -> bool, byte: impl Fn(u8) -> bool) -> Option<usize> {
+fn find_first(bytes: &[u8], from: usize, block: impl Fn(&[u8]) -> u32, byte: impl Fn(u8) -> bool) -> Option<usize> {
     let mut i = from;
     while let Some(chunk) = bytes.get(i..i + BLOCK) {
-        if block(chunk) {
-            break;
+        let hits = block(chunk);
+        if hits != 0 {
+            return Some(i + hits.trailing_zeros() as usize);
         }
         i += BLOCK;
     }
@@ -47,11 +50,19 @@ fn find_first(bytes: &[u8], from: usize, block: impl Fn(&[u8]) -> bool, byte: im
 }
 
 /// The native block test: a branch-free fold of the byte test, which LLVM
-/// vectorises.
+/// vectorises, then a walk of a block that has a hit for its first one.
+/// (Folding into a bit mask instead was not vectorised: 12% more
+/// instructions on the `mixed` corpus.)
 #[cfg(not(target_arch = "wasm32"))]
 #[inline(always)]
-fn fold(byte: impl Fn(u8) -> bool) -> impl Fn(&[u8]) -> bool {
-    move |block| block.iter().fold(false, |seen, &b| seen | byte(b))
+fn fold(byte: impl Fn(u8) -> bool + Copy) -> impl Fn(&[u8]) -> u32 {
+    move |block| {
+        if block.iter().fold(false, |seen, &b| seen | byte(b)) {
+            block.iter().position(|&b| byte(b)).map_or(0, |p| 1 << p)
+        } else {
+            0
+        }
+    }
 }
 
 /// The first 16 bytes of `block` as a vector, built from two 8-byte halves
@@ -73,8 +84,8 @@ pub(crate) fn find_in_range(bytes: &[u8], from: usize, lo: u8, hi: u8) -> Option
     let block = fold(byte);
     #[cfg(target_arch = "wasm32")]
     let block = |block: &[u8]| {
-        use core::arch::wasm32::{u8x16_le, u8x16_splat, u8x16_sub, v128_any_true};
-        v128_any_true(u8x16_le(u8x16_sub(load(block), u8x16_splat(lo)), u8x16_splat(hi.wrapping_sub(lo))))
+        use core::arch::wasm32::{u8x16_bitmask, u8x16_le, u8x16_splat, u8x16_sub};
+        u32::from(u8x16_bitmask(u8x16_le(u8x16_sub(load(block), u8x16_splat(lo)), u8x16_splat(hi.wrapping_sub(lo)))))
     };
     find_first(bytes, from, block, byte)
 }
@@ -86,12 +97,12 @@ pub(crate) fn find_string_stop(bytes: &[u8], from: usize) -> Option<usize> {
     let block = fold(is_string_stop);
     #[cfg(target_arch = "wasm32")]
     let block = |block: &[u8]| {
-        use core::arch::wasm32::{u8x16_eq, u8x16_lt, u8x16_splat, v128_any_true, v128_or};
+        use core::arch::wasm32::{u8x16_bitmask, u8x16_eq, u8x16_lt, u8x16_splat, v128_or};
         let v = load(block);
         let quote = u8x16_eq(v, u8x16_splat(b'"'));
         let backslash = u8x16_eq(v, u8x16_splat(b'\\'));
         let control = u8x16_lt(v, u8x16_splat(0x20));
-        v128_any_true(v128_or(v128_or(quote, backslash), control))
+        u32::from(u8x16_bitmask(v128_or(v128_or(quote, backslash), control)))
     };
     find_first(bytes, from, block, is_string_stop)
 }

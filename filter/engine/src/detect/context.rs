@@ -81,9 +81,9 @@ fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphabetic() || b >= 0x80 || b == b'\''
 }
 
-/// A capitalised name word at `p` ("Jane", "O'Brien", "Jean-Luc", "J."):
-/// returns its end.
-fn name_word(bytes: &[u8], p: usize) -> Option<usize> {
+/// The end of the capitalised word at `p`, before any test of what the
+/// word is; an initial ("J. ") ends after its dot.
+fn word_end(bytes: &[u8], p: usize) -> Option<usize> {
     if !at(bytes, p).is_ascii_uppercase() {
         return None;
     }
@@ -92,8 +92,18 @@ fn name_word(bytes: &[u8], p: usize) -> Option<usize> {
         e += 1;
     }
     if e == p + 1 {
-        // An initial: "J."
         return (at(bytes, e) == b'.' && at(bytes, e + 1) == b' ').then_some(e + 1);
+    }
+    Some(e)
+}
+
+/// A capitalised name word at `p` ("Jane", "O'Brien", "Jean-Luc", "J."):
+/// returns its end.
+fn name_word(bytes: &[u8], p: usize) -> Option<usize> {
+    let e = word_end(bytes, p)?;
+    if at(bytes, e.wrapping_sub(1)) == b'.' {
+        // An initial: "J."
+        return Some(e);
     }
     // All capitals longer than 3 letters are shouting or acronyms, not names.
     let word = bytes.get(p..e)?;
@@ -221,13 +231,16 @@ fn cue_before(bytes: &[u8], p: usize) -> Option<(Cue, bool, usize)> {
 /// the name run is read only when one holds.
 fn person_at(bytes: &[u8], p: usize) -> Option<Finding> {
     let start = p;
-    let first_end = name_word(bytes, start)?;
+    let first_end = word_end(bytes, start)?;
     let first = bytes.get(start..first_end)?;
     let in_lexicon = FIRST_NAME_SET.contains(first.strip_suffix(b".").unwrap_or(first));
     let cue = cue_before(bytes, p);
     if cue.is_none() && !in_lexicon {
         return None;
     }
+    // Only now the tests of what the word is (most capitalised words
+    // stopped above): shouting, common words, identifiers.
+    name_word(bytes, start)?;
     let (start, end, words) = name_run(bytes, p)?;
     let after = at(bytes, end);
     let ends_clause = matches!(after, 0 | b',' | b'!' | b'.' | b'\n' | b'\r' | b'?' | b':' | b';' | b')');

@@ -3,8 +3,9 @@
 //!
 //! Why not the Aho-Corasick DFA it replaced: with ~200 trigger words the
 //! DFA's table is over 600 KB, so prose walks it with a cache miss most
-//! bytes. Here the per-byte work is one 32 KB table load, a shift and an
-//! `or` on one `u64`, with no branch but the (rarely taken) candidate test.
+//! bytes. Here the per-byte work is one load from an 8 KB table, a shift
+//! and an `or` on one `u64`, with a (rarely taken) candidate test every
+//! second byte.
 //!
 //! How: every literal is cut to a *window* of its first [`STAGES`] bytes,
 //! right-aligned so its last byte sits in the final stage, and given one of
@@ -17,56 +18,35 @@
 //! exactly. Comparing pairs rather than single bytes is what keeps prose,
 //! where every letter is some word's letter, from lighting up every stage.
 
-/// Window length: one stage per byte, eight buckets per stage, one `u64`.
-const STAGES: usize = 8;
+/// Window length: one stage per byte, eight buckets per stage. The state
+/// is one `u64`; its top byte is not a stage but an overflow slot, see
+/// [`Literals::for_each`].
+const STAGES: usize = 7;
 const BUCKETS: usize = 8;
 
-/// Bits of one byte's code in a pair: the byte with its case bit set,
-/// cut to six bits. Letters fold to their lower case and stay distinct from
-/// each other; a few bytes share a code with a letter (digits with `p`–`y`,
-/// `-` with `m`, `.` with `n`), which only adds candidates, since every
-/// candidate is checked exactly. Two ALU operations instead of a table
-/// load keep the loop short.
-const CODE_BITS: u32 = 6;
+/// Bits of one byte's code in a pair: its low five bits. Letters keep
+/// their case-folded identity (`A` and `a` share them); other bytes share a
+/// code with some letter (digits with `p`–`y`, `-` with `m`, `.` with
+/// `n`), which only adds candidates, since every candidate is checked
+/// exactly. One `and` per byte and a 1024-entry (8 KB) pair table.
+const CODE_BITS: u32 = 5;
 const PAIRS: usize = 1 << (2 * CODE_BITS);
 
 #[inline(always)]
 fn code(b: u8) -> usize {
-    usize::from((b | 0x20) & 0x3F)
+    usize::from(b & 0x1F)
 }
 
-/// Where a search is: the next byte to read, the shift-or state and the
-/// previous byte's code.
-struct Run {
-    at: usize,
-    state: u64,
-    prev: usize,
+/// The table entry of the pair (`prev`, `cur`) of codes. The mask keeps
+/// the index in bounds, so `get` compiles to a plain load.
+#[inline(always)]
+fn entry(table: &[u64; PAIRS], prev: usize, cur: usize) -> u64 {
+    table.get((prev << CODE_BITS | cur) & (PAIRS - 1)).copied().unwrap_or(0)
 }
 
-impl Run {
-    /// Reads on to the next candidate: the index of the byte that ends a
-    /// window, and the buckets whose windows end there. Kept apart from the
-    /// checks so the loop's state stays in registers.
-    #[inline(always)]
-    fn next_candidate(&mut self, table: &[u64; PAIRS], text: &[u8]) -> Option<(usize, u8)> {
-        let (mut state, mut prev) = (self.state, self.prev);
-        let rest = text.get(self.at..)?;
-        for (k, &b) in rest.iter().enumerate() {
-            let cur = code(b);
-            // The mask keeps the index in bounds, so `get` compiles to a plain load.
-            state = state << BUCKETS | table.get((prev << CODE_BITS | cur) & (PAIRS - 1)).copied().unwrap_or(0);
-            prev = cur;
-            let ends = !(state >> ((STAGES - 1) * BUCKETS)) as u8;
-            if ends != 0 {
-                let end = self.at + k;
-                *self = Run { at: end + 1, state, prev };
-                return Some((end, ends));
-            }
-        }
-        self.at = text.len();
-        None
-    }
-}
+/// The final stage's bits once a byte is in (zero: a window of that
+/// bucket may end at the byte).
+const FINAL: u32 = ((STAGES - 1) * BUCKETS) as u32;
 
 /// A compiled set of literals.
 #[derive(Clone)]
@@ -143,7 +123,9 @@ impl Literals {
                 }
             }
         }
-        table.iter_mut().for_each(|m| *m &= anything);
+        // The top byte is the overflow slot: zero, so a shift carries the
+        // final stage into it unchanged.
+        table.iter_mut().for_each(|m| *m &= anything & (u64::MAX >> BUCKETS));
         Literals { table, buckets, literals }
     }
 
@@ -151,21 +133,45 @@ impl Literals {
     /// (its index in the list given to [`Literals::new`]) in `text`,
     /// overlapping ones included, in order of where their windows end: by
     /// start only among literals of equal window length.
+    ///
+    /// Two bytes per step: the table's top byte is zero, so after a shift
+    /// the top byte keeps the previous byte's final stage, and one test of
+    /// the top two bytes sees the candidates of both bytes of the step.
     pub(crate) fn for_each(&self, text: &[u8], mut found: impl FnMut(usize, usize)) {
         if self.literals.is_empty() {
             return;
         }
+        let table = &*self.table;
         // Stages before the text are all "matched": windows that would
         // start before it are rejected by the exact check.
-        let mut run = Run { at: 0, state: 0, prev: 0 };
-        while let Some((end, buckets)) = run.next_candidate(&self.table, text) {
-            self.check(text, end, buckets, &mut found);
+        let mut state = 0u64;
+        let mut prev = 0usize;
+        let pairs = text.chunks_exact(2);
+        let odd = pairs.remainder().first().copied();
+        for (k, pair) in pairs.enumerate() {
+            let (&[a, b], at) = (pair, 2 * k) else { continue };
+            let (ca, cb) = (code(a), code(b));
+            let ta = entry(table, prev, ca);
+            let tb = entry(table, ca, cb);
+            prev = cb;
+            state = state << (2 * BUCKETS) | ta << BUCKETS | tb;
+            if (state >> FINAL) as u16 != u16::MAX {
+                self.check(text, at, !(state >> (FINAL + BUCKETS as u32)) as u8, &mut found);
+                self.check(text, at + 1, !(state >> FINAL) as u8, &mut found);
+            }
+        }
+        if let Some(last) = odd {
+            state = state << BUCKETS | entry(table, prev, code(last));
+            self.check(text, text.len() - 1, !(state >> FINAL) as u8, &mut found);
         }
     }
 
     /// Exact checks of the buckets in `ends` for windows ending at `i`.
     #[inline(never)]
     fn check(&self, text: &[u8], i: usize, ends: u8, found: &mut impl FnMut(usize, usize)) {
+        if ends == 0 {
+            return;
+        }
         let last = text.get(i).map_or(0, |&b| code(b));
         for bucket in 0..BUCKETS {
             if ends & (1 << bucket) == 0 {
@@ -227,7 +233,7 @@ mod tests {
 
     #[test]
     fn bytes_without_a_code_of_their_own_still_match_exactly() {
-        // Non-ASCII and rare punctuation share code 0 in the filter.
+        // Bytes that are not letters share a code with some letter in the filter.
         assert_eq!(all(&["é|x", "a\u{7f}"], "-é|x a\u{7f}"), [(1, 0), (6, 1)]);
     }
 

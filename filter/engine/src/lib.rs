@@ -46,6 +46,7 @@ pub mod restore;
 pub mod signing;
 pub mod stream;
 pub mod tenant;
+pub mod utf8;
 
 pub use error::EngineError;
 pub use policy::{Engine, PolicySet};

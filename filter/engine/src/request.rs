@@ -155,7 +155,7 @@ impl Engine {
                 ..refused(Verdict::Allow)
             };
         }
-        let text = match std::str::from_utf8(body) {
+        let text = match crate::utf8::str_from(body) {
             Ok(text) => text,
             Err(e) => {
                 let detail = format!("invalid UTF-8 sequence at byte {}", e.valid_up_to());

@@ -509,7 +509,7 @@ impl Engine {
                 format!("the response is {} bytes; the limit is {} bytes", body.len(), self.limits.max_body_bytes);
             return unreadable(detail, report);
         }
-        let Ok(text) = std::str::from_utf8(body) else {
+        let Ok(text) = crate::utf8::str_from(body) else {
             return unreadable("the response is not valid UTF-8".into(), report);
         };
         let classes = response_classes(self);
@@ -1112,7 +1112,7 @@ impl ResponseStream {
             return Ok(raw);
         }
         let event_type = m.header_str(":event-type").map(str::to_owned);
-        let Ok(text) = std::str::from_utf8(&m.payload) else {
+        let Ok(text) = crate::utf8::str_from(&m.payload) else {
             return Err("an event-stream payload is not UTF-8".into());
         };
         if text.trim().is_empty() {

@@ -114,6 +114,7 @@ fn fixtures() -> (Vec<Fixture>, BTreeMap<String, usize>) {
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut sampled: BTreeMap<String, usize> = BTreeMap::new();
     let mut out = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
     for (line_no, line) in corpus.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let record: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("corpus line {}: {e}", line_no + 1));
         let text = record["text"].as_str().expect("corpus text");
@@ -128,6 +129,14 @@ fn fixtures() -> (Vec<Fixture>, BTreeMap<String, usize>) {
         *sampled.entry(group).or_default() += 1;
         let id = record["id"].as_str().unwrap_or("?");
         out.push(Fixture { name: format!("corpus:{id} (line {})", line_no + 1), body: chat_body(out.len(), text) });
+        texts.push(text.to_owned());
+    }
+    // The same texts in long messages with plain prose between them, so
+    // the byte scans' block skips run and stop at values anywhere in a
+    // block (the `.wasm` skips differently from the native build).
+    let filler = " The quarterly report was discussed at length by the whole team today. ";
+    for (i, group) in texts.chunks(24).enumerate() {
+        out.push(Fixture { name: format!("long:{i}"), body: chat_body(i, &group.join(filler)) });
     }
     let custom = [
         "Badge EMP-123456 belongs to the on-call engineer.",

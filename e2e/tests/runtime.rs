@@ -1,7 +1,7 @@
 //! The runtime half of the matrix on the real Envoy: a policy pushed while
 //! Envoy runs (through ECDS, the way Istio delivers a `WasmPlugin`), a bad
-//! push that must not disarm the filter, and a VM that traps under each
-//! failure policy.
+//! push that must not disarm the filter, a VM that traps under each
+//! failure policy, and the bench's floor guest.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -84,7 +84,7 @@ fn a_policy_pushed_while_envoy_runs_takes_effect_and_a_bad_push_keeps_the_last_g
 
 /// Compiles the trapping guest into the test's temp dir.
 fn trap_guest(dir: &tempfile::TempDir) -> PathBuf {
-    let wat = include_str!("guests/trap.wat");
+    let wat = include_str!("../guests/trap.wat");
     let wasm = wat::parse_str(wat).unwrap_or_else(|e| panic!("guests/trap.wat: {e}"));
     let path = dir.path().join("trap.wasm");
     std::fs::write(&path, wasm).unwrap();
@@ -143,4 +143,25 @@ fn with_fail_reload_a_trapped_vm_is_replaced_and_nothing_passes_unfiltered_meanw
     assert_eq!(f.received().len(), passed, "every request refused while reloading stayed away ({refused} refused)");
     let resp = f.send(&chat("trap-again", "hi").header("x-trap", "1"));
     assert!(resp.status >= 500, "the reloaded VM traps like the first: {}", resp.status);
+}
+
+/// The bench's floor guest (`make bench` reads meshward's cost against
+/// it) must load in Envoy and pass a body it held to its end unchanged:
+/// a guest Envoy refused, or one that lost bodies, would make the floor
+/// figures meaningless.
+#[test]
+fn the_bench_floor_guest_passes_requests_and_replies_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = wat::parse_str(include_str!("../guests/floor.wat")).unwrap_or_else(|e| panic!("guests/floor.wat: {e}"));
+    let module = dir.path().join("floor.wasm");
+    std::fs::write(&module, wasm).unwrap();
+    let f = Fixture::start_with(|cfg| cfg.wasm_module = Some(module));
+    // Bigger than one read from the socket, so Envoy delivers it in parts
+    // and the guest must hold it to the end.
+    let content = format!("mail {EMAIL} {}", "and the quarterly figures ".repeat(4000));
+    let resp = f.send(&chat("floor", &content));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let sent = f.received();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].body_text().contains(&content), "the floor changed or cut the body");
 }

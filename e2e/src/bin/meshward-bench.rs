@@ -5,7 +5,11 @@
 //! address and one card number, so the whole default policy runs and the
 //! body is rewritten) it reports latency p50/p99 over one keep-alive
 //! connection and the maximum requests/s over several connections, then the
-//! added latency and the throughput ratio. The upstream is a minimal
+//! added latency and the throughput ratio. A third Envoy loads the *wasm
+//! floor* (`e2e/guests/floor.wat`), a guest that only buffers each body and
+//! has Envoy copy it into the VM: what any body-inspecting proxy-wasm
+//! filter costs in this Envoy, so meshward's own share is the difference.
+//! The upstream is a minimal
 //! provider that answers every request with a small fixed completion, so the
 //! figures are the request path's. Envoy runs with `--concurrency 1`; the
 //! load generator shares the machine, so compare ratios, not absolutes.
@@ -60,6 +64,27 @@ fn main() {
     }
 }
 
+/// The Envoys measured in one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proxy {
+    /// No wasm filter at all.
+    Plain,
+    /// The floor guest: buffers and reads each body, nothing else.
+    Floor,
+    /// The meshward filter.
+    Meshward,
+}
+
+impl Proxy {
+    fn label(self) -> &'static str {
+        match self {
+            Proxy::Plain => "no filter",
+            Proxy::Floor => "wasm floor",
+            Proxy::Meshward => "meshward",
+        }
+    }
+}
+
 fn latency_and_throughput(upstream: SocketAddr, quick: bool, policy: Option<&str>) {
     let sizes = [1024usize, 16 * 1024, 256 * 1024];
     let bodies: Vec<Vec<u8>> = sizes.iter().map(|&n| chat_body(n)).collect();
@@ -69,11 +94,20 @@ fn latency_and_throughput(upstream: SocketAddr, quick: bool, policy: Option<&str
         chat["stream"] = serde_json::Value::Bool(true);
         chat.to_string().into_bytes()
     };
+    // The floor guest is compiled into a temp dir that lives for the run.
+    let floor_dir = tempfile::tempdir().unwrap_or_else(|e| die(&e.to_string()));
+    let floor = floor_dir.path().join("floor.wasm");
+    let floor_wasm = wat::parse_str(include_str!("../../guests/floor.wat")).unwrap_or_else(|e| die(&e.to_string()));
+    std::fs::write(&floor, floor_wasm).unwrap_or_else(|e| die(&e.to_string()));
+
     let mut results = Vec::new();
     let mut streams = Vec::new();
-    for with_filter in [false, true] {
+    for proxy in [Proxy::Plain, Proxy::Floor, Proxy::Meshward] {
         let mut cfg = EnvoyConfig::new(upstream).unwrap_or_else(|e| die(&e.to_string()));
-        cfg.with_filter = with_filter;
+        cfg.with_filter = proxy != Proxy::Plain;
+        if proxy == Proxy::Floor {
+            cfg.wasm_module = Some(floor.clone());
+        }
         if let Some(policy) = policy {
             cfg.policy_json = policy.to_owned();
         }
@@ -87,38 +121,43 @@ fn latency_and_throughput(upstream: SocketAddr, quick: bool, policy: Option<&str
             let latency = measure_latency(envoy.listener(), body, n_lat);
             let (rps, cpu_us) =
                 measure_throughput(envoy.listener(), envoy.pid(), body, 4, Duration::from_secs_f64(secs));
-            results.push((with_filter, *size, latency, rps, cpu_us));
+            results.push((proxy, *size, latency, rps, cpu_us));
         }
-        let mut client = Client::connect(envoy.listener());
-        let runs = if quick { 10 } else { 50 };
-        let mut samples: Vec<(f64, f64)> = (0..runs + 3).map(|_| client.stream(&stream_body)).skip(3).collect();
-        samples.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let ttfb = samples[samples.len() / 2].0;
-        samples.sort_by(|a, b| a.1.total_cmp(&b.1));
-        streams.push((with_filter, ttfb, samples[samples.len() / 2].1));
+        // The floor buffers whole replies, so it has no streaming figure.
+        if proxy != Proxy::Floor {
+            let mut client = Client::connect(envoy.listener());
+            let runs = if quick { 10 } else { 50 };
+            let mut samples: Vec<(f64, f64)> = (0..runs + 3).map(|_| client.stream(&stream_body)).skip(3).collect();
+            samples.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let ttfb = samples[samples.len() / 2].0;
+            samples.sort_by(|a, b| a.1.total_cmp(&b.1));
+            streams.push((proxy == Proxy::Meshward, ttfb, samples[samples.len() / 2].1));
+        }
         drop(envoy);
     }
 
     println!("meshward request path through Envoy 1.40 (V8), --concurrency 1, same run");
+    println!("(wasm floor: a guest that only buffers and reads each body, `e2e/guests/floor.wat`)");
     println!(
         "| body | proxy | p50 ms | p99 ms | req/s | Envoy CPU µs/req | added p50 ms | added p99 ms | added CPU µs/req | throughput vs no filter |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for size in sizes {
-        let base = results.iter().find(|r| !r.0 && r.1 == size);
-        let with = results.iter().find(|r| r.0 && r.1 == size);
-        if let (Some(b), Some(w)) = (base, with) {
+        let Some(b) = results.iter().find(|r| r.0 == Proxy::Plain && r.1 == size) else { continue };
+        println!(
+            "| {} KiB | no filter | {:.3} | {:.3} | {:.0} | {:.0} | | | | 1.00× |",
+            size / 1024,
+            b.2 .0,
+            b.2 .1,
+            b.3,
+            b.4
+        );
+        for proxy in [Proxy::Floor, Proxy::Meshward] {
+            let Some(w) = results.iter().find(|r| r.0 == proxy && r.1 == size) else { continue };
             println!(
-                "| {} KiB | no filter | {:.3} | {:.3} | {:.0} | {:.0} | | | | 1.00× |",
+                "| {} KiB | {} | {:.3} | {:.3} | {:.0} | {:.0} | {:+.3} | {:+.3} | {:+.0} | {:.2}× |",
                 size / 1024,
-                b.2 .0,
-                b.2 .1,
-                b.3,
-                b.4
-            );
-            println!(
-                "| {} KiB | meshward | {:.3} | {:.3} | {:.0} | {:.0} | {:+.3} | {:+.3} | {:+.0} | {:.2}× |",
-                size / 1024,
+                proxy.label(),
                 w.2 .0,
                 w.2 .1,
                 w.3,

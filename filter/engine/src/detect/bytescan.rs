@@ -34,10 +34,12 @@ fn in_range(b: u8, lo: u8, hi: u8) -> bool {
 }
 
 /// Whether `b` ends a run of plain JSON string content: a quote, a
-/// backslash or a control character.
+/// backslash or a control character. Non-short-circuit `|`: with `||`
+/// LLVM kept a branch per byte and did not vectorise the native fold
+/// (11 instructions a byte of a 16 KiB chat request's JSON walk).
 #[inline(always)]
 fn is_string_stop(b: u8) -> bool {
-    b == b'"' || b == b'\\' || b < 0x20
+    (b == b'"') | (b == b'\\') | (b < 0x20)
 }
 
 /// How one search tests bytes in bulk.

@@ -21,7 +21,7 @@
 //! memory at each tenth of the run, and counts every answer that is not the
 //! one expected for its kind; the exit status is 1 if any was unexpected.
 //!
-//! Usage: `meshward-bench [--quick] [--policy FILE] [--soak N] [--soak-only]`
+//! Usage: `meshward-bench [--quick] [--rounds N] [--policy FILE] [--soak N] [--soak-only]`
 //! (MESHWARD_ENVOY / MESHWARD_WASM as for the tests).
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -55,9 +55,19 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map(|n| n.parse::<usize>().unwrap_or_else(|_| die(&format!("--soak {n}: not a number"))))
         .unwrap_or(if quick { 10_000 } else { 100_000 });
+    // `--rounds N`: measure every Envoy N times, interleaved, and report
+    // medians; one round on a shared machine can be off by ±40 µs.
+    let rounds = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .map(|n| {
+            n.parse::<usize>().ok().filter(|&n| n > 0).unwrap_or_else(|| die(&format!("--rounds {n}: not a count")))
+        })
+        .unwrap_or(1);
     let upstream = start_upstream();
     if !args.iter().any(|a| a == "--soak-only") {
-        latency_and_throughput(upstream, quick, policy.as_deref());
+        latency_and_throughput(upstream, quick, rounds, policy.as_deref());
     }
     if soak_requests > 0 && !soak(upstream, policy.as_deref(), soak_requests) {
         std::process::exit(1);
@@ -85,7 +95,17 @@ impl Proxy {
     }
 }
 
-fn latency_and_throughput(upstream: SocketAddr, quick: bool, policy: Option<&str>) {
+/// One Envoy at one body size: (proxy, size, (p50 ms, p99 ms), requests/s,
+/// Envoy CPU µs per request).
+type Measured = (Proxy, usize, (f64, f64), f64, f64);
+
+/// The median of `values` (the upper one of an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn latency_and_throughput(upstream: SocketAddr, quick: bool, rounds: usize, policy: Option<&str>) {
     let sizes = [1024usize, 16 * 1024, 256 * 1024];
     let bodies: Vec<Vec<u8>> = sizes.iter().map(|&n| chat_body(n)).collect();
 
@@ -102,7 +122,8 @@ fn latency_and_throughput(upstream: SocketAddr, quick: bool, policy: Option<&str
 
     let mut results = Vec::new();
     let mut streams = Vec::new();
-    for proxy in [Proxy::Plain, Proxy::Floor, Proxy::Meshward] {
+    let order = [Proxy::Plain, Proxy::Floor, Proxy::Meshward];
+    for (round, proxy) in (0..rounds).flat_map(|r| order.map(|p| (r, p))) {
         let mut cfg = EnvoyConfig::new(upstream).unwrap_or_else(|e| die(&e.to_string()));
         cfg.with_filter = proxy != Proxy::Plain;
         if proxy == Proxy::Floor {
@@ -124,7 +145,7 @@ fn latency_and_throughput(upstream: SocketAddr, quick: bool, policy: Option<&str
             results.push((proxy, *size, latency, rps, cpu_us));
         }
         // The floor buffers whole replies, so it has no streaming figure.
-        if proxy != Proxy::Floor {
+        if proxy != Proxy::Floor && round == 0 {
             let mut client = Client::connect(envoy.listener());
             let runs = if quick { 10 } else { 50 };
             let mut samples: Vec<(f64, f64)> = (0..runs + 3).map(|_| client.stream(&stream_body)).skip(3).collect();
@@ -136,7 +157,18 @@ fn latency_and_throughput(upstream: SocketAddr, quick: bool, policy: Option<&str
         drop(envoy);
     }
 
-    println!("meshward request path through Envoy 1.40 (V8), --concurrency 1, same run");
+    // Per Envoy and size: the medians over the rounds.
+    let results: Vec<Measured> = order
+        .iter()
+        .flat_map(|&proxy| sizes.map(|size| (proxy, size)))
+        .map(|(proxy, size)| {
+            let runs: Vec<_> = results.iter().filter(|r| r.0 == proxy && r.1 == size).collect();
+            let of = |f: fn(&&Measured) -> f64| median(runs.iter().map(f).collect());
+            (proxy, size, (of(|r| r.2 .0), of(|r| r.2 .1)), of(|r| r.3), of(|r| r.4))
+        })
+        .collect();
+    let rounds_note = if rounds > 1 { format!(", medians of {rounds} interleaved rounds") } else { String::new() };
+    println!("meshward request path through Envoy 1.40 (V8), --concurrency 1, same run{rounds_note}");
     println!("(wasm floor: a guest that only buffers and reads each body, `e2e/guests/floor.wat`)");
     println!(
         "| body | proxy | p50 ms | p99 ms | req/s | Envoy CPU µs/req | added p50 ms | added p99 ms | added CPU µs/req | throughput vs no filter |"

@@ -213,8 +213,9 @@ fn once(run: Run, input: &[u8], set: &DetectorSet, engine: &Engine, out: &mut Ve
             let t = text();
             let mut v = Leaves(0);
             json::walk(t, DEPTH, &mut v).expect("cases are valid JSON");
-            let mut map = Vec::new();
-            json::unescape(&t[1..t.len() - 1], Some(&mut map)).len() + map.len()
+            let mut map = json::OffsetMap::default();
+            let decoded = json::unescape(&t[1..t.len() - 1], Some(&mut map));
+            decoded.len() + map.get(decoded.len()).unwrap_or(0)
         }
         Run::Request => {
             let meta = RequestMeta {

@@ -416,14 +416,49 @@ fn hex4(raw: &[u8]) -> Option<u32> {
     Some(v)
 }
 
+/// Where the bytes of a decoded JSON string came from in its raw form, so a
+/// span found in the decoded text maps back to raw bytes covering whole
+/// escape sequences.
+///
+/// Sparse: one anchor per unescaped run and per escape, not one entry per
+/// byte. Prompts with a newline every line are escaped throughout, and a
+/// per-byte table cost more to build than the scan that used it.
+#[derive(Debug, Default, Clone)]
+pub struct OffsetMap {
+    /// Anchors sorted by decoded offset: `(decoded, raw, is_escape)`. In a
+    /// run, raw advances with decoded; every byte an escape decodes to maps
+    /// to the escape's start.
+    anchors: Vec<(u32, u32, bool)>,
+    decoded_len: usize,
+}
+
+impl OffsetMap {
+    pub fn clear(&mut self) {
+        self.anchors.clear();
+        self.decoded_len = 0;
+    }
+
+    /// The raw offset for decoded offset `at` (`at` may be the decoded
+    /// length: the raw length). `None` past the end.
+    pub fn get(&self, at: usize) -> Option<usize> {
+        if at > self.decoded_len {
+            return None;
+        }
+        let i = self.anchors.partition_point(|&(d, _, _)| d as usize <= at).checked_sub(1)?;
+        let &(decoded, raw, is_escape) = self.anchors.get(i)?;
+        Some(if is_escape { raw as usize } else { raw as usize + (at - decoded as usize) })
+    }
+
+    fn anchor(&mut self, decoded: usize, raw: usize, is_escape: bool) {
+        self.anchors.push((decoded as u32, raw as u32, is_escape));
+    }
+}
+
 /// Decodes the content of a JSON string (already validated by [`walk`]).
 ///
-/// With `map`, also records for every byte of the decoded text the offset in
-/// `raw` where the escape or character that produced it starts, plus one
-/// final entry for the end — so a span found in the decoded text maps back to
-/// a span of the raw bytes that covers whole escape sequences. Lone
-/// surrogates decode to U+FFFD.
-pub fn unescape(raw: &str, mut map: Option<&mut Vec<u32>>) -> String {
+/// With `map`, also records where each decoded byte came from in `raw`
+/// ([`OffsetMap`]). Lone surrogates decode to U+FFFD.
+pub fn unescape(raw: &str, mut map: Option<&mut OffsetMap>) -> String {
     let bytes = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());
     let mut i = 0;
@@ -432,12 +467,11 @@ pub fn unescape(raw: &str, mut map: Option<&mut Vec<u32>>) -> String {
         let Some(rest) = raw.get(i..) else { break };
         if bytes.get(i) != Some(&b'\\') {
             // Copy the run up to the next escape in one go.
-            let run = rest.find('\\').unwrap_or(rest.len());
-            let chunk = rest.get(..run).unwrap_or_default();
+            let run = memchr::memchr(b'\\', rest.as_bytes()).unwrap_or(rest.len());
             if let Some(m) = map.as_deref_mut() {
-                m.extend((0..chunk.len()).map(|k| (from + k) as u32));
+                m.anchor(out.len(), from, false);
             }
-            out.push_str(chunk);
+            out.push_str(rest.get(..run).unwrap_or_default());
             i += run;
             continue;
         }
@@ -469,14 +503,15 @@ pub fn unescape(raw: &str, mut map: Option<&mut Vec<u32>>) -> String {
             }
             _ => '\u{fffd}',
         };
-        out.push(ch);
-        // Every byte of the decoded character maps to its escape's start.
         if let Some(m) = map.as_deref_mut() {
-            m.resize(out.len(), from as u32);
+            m.anchor(out.len(), from, true);
         }
+        out.push(ch);
     }
     if let Some(m) = map {
-        m.push(raw.len() as u32);
+        // The end maps to the end, even right after an escape.
+        m.anchor(out.len(), raw.len(), false);
+        m.decoded_len = out.len();
     }
     out
 }
@@ -651,23 +686,49 @@ mod tests {
     #[test]
     fn unescape_decodes_and_maps_offsets() {
         let raw = r#"a\nb\u00e9\ud83d\ude00c\"\ud800"#;
-        let mut map = Vec::new();
+        let mut map = OffsetMap::default();
         let text = unescape(raw, Some(&mut map));
         assert_eq!(text, "a\nbé😀c\"\u{fffd}");
-        assert_eq!(map.len(), text.len() + 1);
         // 'c' in the text maps to 'c' in the raw string.
         let c_text = text.find('c').unwrap();
-        assert_eq!(&raw[map[c_text] as usize..map[c_text] as usize + 1], "c");
+        let c_raw = map.get(c_text).unwrap();
+        assert_eq!(&raw[c_raw..c_raw + 1], "c");
         // The emoji's 4 bytes all map to the start of its surrogate pair.
         let e = text.find('😀').unwrap();
-        assert!(map[e..e + 4].iter().all(|&m| &raw[m as usize..m as usize + 6] == r"\ud83d"));
-        assert_eq!(*map.last().unwrap() as usize, raw.len());
+        assert!((e..e + 4).all(|d| &raw[map.get(d).unwrap()..map.get(d).unwrap() + 6] == r"\ud83d"));
+        // 'é' (two bytes from one escape) maps to its escape; the end to the end.
+        let acute = text.find('é').unwrap();
+        assert_eq!(&raw[map.get(acute).unwrap()..][..6], r"\u00e9");
+        assert_eq!(map.get(acute + 1), map.get(acute));
+        assert_eq!(map.get(text.len()), Some(raw.len()));
+        assert_eq!(map.get(text.len() + 1), None);
+    }
+
+    #[test]
+    fn every_mapped_offset_decodes_to_the_rest_of_the_text() {
+        // Decoding the raw string from where any decoded character maps to
+        // must give the decoded text from that character on.
+        for raw in [
+            r#"line1\nline2\n\n\"quoted\" \\ back\/slash"#,
+            r#"\u00e9t\u00e9 \ud83d\ude00 end\ud800"#,
+            r#"\n"#,
+            r#"no escapes at all"#,
+            r#"tail escape\t"#,
+        ] {
+            let mut map = OffsetMap::default();
+            let text = unescape(raw, Some(&mut map));
+            for (d, _) in text.char_indices() {
+                let r = map.get(d).unwrap_or_else(|| panic!("{raw:?}: no mapping for {d}"));
+                assert_eq!(unescape(&raw[r..], None), &text[d..], "{raw:?} at decoded {d} (raw {r})");
+            }
+            assert_eq!(map.get(text.len()), Some(raw.len()), "{raw:?}");
+        }
     }
 
     #[test]
     fn unescape_without_escapes_is_identity() {
-        let mut map = Vec::new();
+        let mut map = OffsetMap::default();
         assert_eq!(unescape("plain é", Some(&mut map)), "plain é");
-        assert_eq!(map, (0..=8).collect::<Vec<u32>>());
+        assert_eq!((0..=8).map(|d| map.get(d)).collect::<Vec<_>>(), (0..=8).map(Some).collect::<Vec<_>>());
     }
 }

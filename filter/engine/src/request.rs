@@ -261,7 +261,7 @@ struct Scan<'e, 't> {
     text_parts: usize,
     // Reused buffers: one allocation per request, not per string.
     found: Vec<Finding>,
-    offset_map: Vec<u32>,
+    offset_map: json::OffsetMap,
 }
 
 impl<'e, 't> Scan<'e, 't> {
@@ -281,7 +281,7 @@ impl<'e, 't> Scan<'e, 't> {
             over_limit: None,
             text_parts: 0,
             found: Vec::new(),
-            offset_map: Vec::new(),
+            offset_map: json::OffsetMap::default(),
         }
     }
 
@@ -332,7 +332,7 @@ impl<'e, 't> Scan<'e, 't> {
             }
             let (start, end) = if leaf.escaped {
                 match (self.offset_map.get(f.start), self.offset_map.get(f.end)) {
-                    (Some(&s), Some(&e)) => (leaf.start + s as usize, leaf.start + e as usize),
+                    (Some(s), Some(e)) => (leaf.start + s, leaf.start + e),
                     _ => {
                         self.internal_error = Some("finding outside its text part".into());
                         return;

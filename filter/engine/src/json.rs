@@ -25,17 +25,20 @@ pub enum PathSeg<'a> {
 impl PathSeg<'_> {
     /// Whether this is the object key `name`, honouring escapes in the key.
     pub fn is_key(&self, name: &str) -> bool {
-        match self {
-            // Unescaping never lengthens a key, and shortens any key with
-            // an escape: the lengths settle most comparisons without a
-            // search for '\\'.
-            PathSeg::Key(raw) => match raw.len().cmp(&name.len()) {
-                std::cmp::Ordering::Less => false,
-                std::cmp::Ordering::Equal => *raw == name && !raw.as_bytes().contains(&b'\\'),
-                std::cmp::Ordering::Greater => raw.as_bytes().contains(&b'\\') && unescape(raw, None) == name,
-            },
-            PathSeg::Index(_) => false,
+        let PathSeg::Key(raw) = self else { return false };
+        let wanted = name.as_bytes();
+        // Byte by byte up to the first escape: most keys a codec asks about
+        // differ from the one at hand in their first byte, and a search of
+        // the whole key for '\\' first cost more than all the comparing.
+        for (i, &b) in raw.as_bytes().iter().enumerate() {
+            if b == b'\\' {
+                return unescape(raw, None) == name;
+            }
+            if wanted.get(i) != Some(&b) {
+                return false;
+            }
         }
+        raw.len() == wanted.len()
     }
 
     pub fn index(&self) -> Option<usize> {
@@ -529,6 +532,12 @@ mod tests {
         assert!(!PathSeg::Key("con\\u0074ent").is_key("con\\u0074ent"));
         // Same length with an escape: unescaped it is shorter.
         assert!(!PathSeg::Key("a\\nb").is_key("a\\nb"));
+        // Escapes first, last, and after a prefix that differs.
+        assert!(PathSeg::Key("\\u0072ole").is_key("role"));
+        assert!(PathSeg::Key("rol\\u0065").is_key("role"));
+        assert!(!PathSeg::Key("x\\u0072ole").is_key("role"));
+        assert!(!PathSeg::Key("role").is_key(""));
+        assert!(PathSeg::Key("").is_key(""));
         assert!(!PathSeg::Index(0).is_key("0"));
     }
 

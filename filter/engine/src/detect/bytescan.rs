@@ -189,6 +189,12 @@ pub(crate) fn find_string_stop(bytes: &[u8], from: usize) -> Option<usize> {
         },
         byte: is_string_stop,
     };
+    // One block before any skipping: most JSON strings (keys, roles, ids)
+    // end within it, and the four-block test would be wasted on them.
+    let block = bytes.get(from..from + BLOCK).map_or(0, |block| search.block(block));
+    if block != 0 {
+        return Some(from + block.trailing_zeros() as usize);
+    }
     find_first(bytes, from, SKIP, search)
 }
 

@@ -298,7 +298,6 @@ impl<'e, 't> Scan<'e, 't> {
             return;
         };
         self.found.clear();
-        self.offset_map.clear();
         let decoded;
         let scanned: &str = if leaf.escaped {
             decoded = json::unescape(raw, Some(&mut self.offset_map));

@@ -191,11 +191,11 @@ pub(crate) fn find_string_stop(bytes: &[u8], from: usize) -> Option<usize> {
     };
     // One block before any skipping: most JSON strings (keys, roles, ids)
     // end within it, and the four-block test would be wasted on them.
-    let block = bytes.get(from..from + BLOCK).map_or(0, |block| search.block(block));
-    if block != 0 {
-        return Some(from + block.trailing_zeros() as usize);
+    match bytes.get(from..from + BLOCK).map(|block| search.block(block)) {
+        Some(0) => find_first(bytes, from + BLOCK, SKIP, search),
+        Some(hits) => Some(from + hits.trailing_zeros() as usize),
+        None => find_first(bytes, from, SKIP, search),
     }
-    find_first(bytes, from, SKIP, search)
 }
 
 /// The first non-ASCII byte at or after `from`.

@@ -98,12 +98,15 @@ pub(super) fn detect(text: &str, out: &mut Vec<Finding>) {
     let bytes = text.as_bytes();
     let mut i = 0;
     while let Some(start) = find_digit(bytes, i) {
-        let run = DigitRun::read(bytes, start);
-        i = run.end.max(start + 1);
+        // Most digit runs (dates, prices, ids) are too short for a card:
+        // they are measured without copying their digits.
+        let (end, total) = extent(bytes, start);
+        i = end.max(start + 1);
         let glued_before = start > 0 && bytes.get(start - 1).copied().is_some_and(is_word_byte);
-        if glued_before {
+        if glued_before || total < MIN_DIGITS {
             continue;
         }
+        let run = DigitRun::read(bytes, start);
         if let Some((end, network)) = run.longest_card(bytes) {
             let confidence = if has_context(bytes, start) { 0.99 } else { 0.9 };
             out.push(
@@ -115,46 +118,61 @@ pub(super) fn detect(text: &str, out: &mut Vec<Finding>) {
     }
 }
 
-/// Digits grouped by single ` ` or `-`; `ends` are the byte offsets where a
-/// group ends together with the number of digits up to there.
+/// The digit groups of the run at `start` as `(start, end)` byte spans:
+/// digits joined by single ` ` or `-`.
+fn groups(bytes: &[u8], start: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut next = Some(start);
+    std::iter::from_fn(move || {
+        let from = next?;
+        let end = from + bytes.get(from..).unwrap_or_default().iter().take_while(|b| b.is_ascii_digit()).count();
+        let joined = matches!(bytes.get(end), Some(b' ' | b'-')) && bytes.get(end + 1).is_some_and(u8::is_ascii_digit);
+        next = joined.then_some(end + 1);
+        Some((from, end))
+    })
+}
+
+/// Where the run at `start` ends and how many digits it has, reading no
+/// further than the group that takes it past [`MAX_DIGITS`].
+fn extent(bytes: &[u8], start: usize) -> (usize, usize) {
+    let mut total = 0;
+    let mut end = start;
+    for (from, to) in groups(bytes, start) {
+        total += to - from;
+        end = to;
+        if total > MAX_DIGITS {
+            break;
+        }
+    }
+    (end, total)
+}
+
+/// A run's digits, and where each group ends together with the number of
+/// digits up to there.
 struct DigitRun {
     digits: [u8; MAX_DIGITS],
-    count: usize,
     ends: [(usize, usize); MAX_DIGITS],
     groups: usize,
-    end: usize,
 }
 
 impl DigitRun {
     fn read(bytes: &[u8], start: usize) -> DigitRun {
-        let mut run = DigitRun { digits: [0; MAX_DIGITS], count: 0, ends: [(0, 0); MAX_DIGITS], groups: 0, end: start };
-        let mut pos = start;
+        let mut run = DigitRun { digits: [0; MAX_DIGITS], ends: [(0, 0); MAX_DIGITS], groups: 0 };
         let mut total = 0usize;
-        loop {
-            while let Some(&b) = bytes.get(pos).filter(|b| b.is_ascii_digit()) {
+        for (from, to) in groups(bytes, start) {
+            for &b in bytes.get(from..to).unwrap_or_default() {
                 if let Some(slot) = run.digits.get_mut(total) {
                     *slot = b - b'0';
                 }
                 total += 1;
-                pos += 1;
             }
             if total > MAX_DIGITS {
                 break;
             }
             if let Some(slot) = run.ends.get_mut(run.groups) {
-                *slot = (pos, total);
+                *slot = (to, total);
                 run.groups += 1;
             }
-            let sep = bytes.get(pos).copied();
-            let next = bytes.get(pos + 1).copied();
-            if matches!(sep, Some(b' ' | b'-')) && next.is_some_and(|b| b.is_ascii_digit()) {
-                pos += 1;
-            } else {
-                break;
-            }
         }
-        run.count = total.min(MAX_DIGITS);
-        run.end = pos;
         run
     }
 

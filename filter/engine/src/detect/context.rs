@@ -78,8 +78,24 @@ pub(crate) fn detect(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
 }
 
 fn is_name_byte(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b >= 0x80 || b == b'\''
+    NAME_BYTES.get(usize::from(b)).copied().unwrap_or(false)
 }
+
+/// Per byte value, whether it continues a name word: letters, `'` and the
+/// bytes of non-ASCII characters. A table, because the person pass reads
+/// every capitalised word's letters with it.
+// Evaluated at compile time: an index out of range fails the build.
+#[allow(clippy::indexing_slicing)]
+static NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < table.len() {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphabetic() || b >= 0x80 || b == b'\'';
+        i += 1;
+    }
+    table
+};
 
 /// The end of the capitalised word at `p`, before any test of what the
 /// word is; an initial ("J. ") ends after its dot.

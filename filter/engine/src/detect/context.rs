@@ -695,6 +695,18 @@ mod tests {
     }
 
     #[test]
+    fn capitals_inside_words_start_no_name_and_hide_none_after_them() {
+        let names = |t: &str| {
+            let mut out = Vec::new();
+            persons(t.as_bytes(), &mut out);
+            out.iter().map(|f| t[f.start..f.end].to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(names("The OpenAI team met Sarah Connor"), ["Sarah Connor"]);
+        assert_eq!(names("ask McKenzie-Sarah Connor"), ["Sarah Connor"]);
+        assert_eq!(names("Hi O'Brien,"), ["O'Brien"]);
+    }
+
+    #[test]
     fn persons_from_cues_and_lexicon() {
         assert_eq!(found("Hi Priya, can you help?", EntityClass::Person), ["Priya"]);
         assert_eq!(found("My name is Zbigniew Kowalczyk.", EntityClass::Person), ["Zbigniew Kowalczyk"]);

@@ -81,29 +81,39 @@ fn find_first(bytes: &[u8], from: usize, skip: Option<usize>, search: impl Searc
 /// The native search for a byte test: branch-free folds, which LLVM
 /// vectorises, and a walk of a block that has a hit for its first one.
 /// (Folding into a bit mask instead was not vectorised: 12% more
-/// instructions on the `mixed` corpus.)
+/// instructions on the `mixed` corpus.) Where hits are dense (capitals in
+/// prose), each half of a block is tested before it is walked: the person
+/// pass's search 2.26M -> 1.80M instructions; for sparse bytes (digits,
+/// non-ASCII) the extra test cost more than the shorter walk saved.
 #[cfg(not(target_arch = "wasm32"))]
-struct Native<F>(F);
+struct Native<F> {
+    test: F,
+    halves: bool,
+}
 
 #[cfg(not(target_arch = "wasm32"))]
 impl<F: Fn(u8) -> bool> Search for Native<F> {
     #[inline(always)]
     fn any(&self, chunk: &[u8]) -> bool {
-        chunk.iter().fold(false, |seen, &b| seen | (self.0)(b))
+        chunk.iter().fold(false, |seen, &b| seen | (self.test)(b))
     }
 
     #[inline(always)]
     fn block(&self, block: &[u8]) -> u32 {
-        if self.any(block) {
-            block.iter().position(|&b| (self.0)(b)).map_or(0, |p| 1 << p)
-        } else {
-            0
+        let part = if self.halves { BLOCK / 2 } else { BLOCK };
+        let mut offset = 0;
+        for part in block.chunks(part) {
+            if self.any(part) {
+                return part.iter().position(|&b| (self.test)(b)).map_or(0, |p| 1 << (offset + p));
+            }
+            offset += part.len();
         }
+        0
     }
 
     #[inline(always)]
     fn byte(&self, b: u8) -> bool {
-        (self.0)(b)
+        (self.test)(b)
     }
 }
 
@@ -154,14 +164,18 @@ fn load(block: &[u8]) -> core::arch::wasm32::v128 {
 
 /// The first index `>= from` whose byte is in `lo..=hi` (`lo <= hi`).
 pub(crate) fn find_in_range(bytes: &[u8], from: usize, lo: u8, hi: u8) -> Option<usize> {
-    find_range(bytes, from, lo, hi, SKIP)
+    find_range(bytes, from, lo, hi, SKIP, false)
 }
 
+/// `halves`: natively, test each half of a block before walking it (see
+/// [`Native`]); the `.wasm` finds a block's first hit with a bit mask.
 #[inline(always)]
-fn find_range(bytes: &[u8], from: usize, lo: u8, hi: u8, skip: Option<usize>) -> Option<usize> {
+fn find_range(bytes: &[u8], from: usize, lo: u8, hi: u8, skip: Option<usize>, halves: bool) -> Option<usize> {
     let byte = move |b: u8| in_range(b, lo, hi);
     #[cfg(not(target_arch = "wasm32"))]
-    let search = Native(byte);
+    let search = Native { test: byte, halves };
+    #[cfg(target_arch = "wasm32")]
+    let _ = halves;
     #[cfg(target_arch = "wasm32")]
     let search = Simd {
         lanes: move |v| {
@@ -177,7 +191,7 @@ fn find_range(bytes: &[u8], from: usize, lo: u8, hi: u8, skip: Option<usize>) ->
 /// where plain JSON string content stops.
 pub(crate) fn find_string_stop(bytes: &[u8], from: usize) -> Option<usize> {
     #[cfg(not(target_arch = "wasm32"))]
-    let search = Native(is_string_stop);
+    let search = Native { test: is_string_stop, halves: false };
     #[cfg(target_arch = "wasm32")]
     let search = Simd {
         lanes: |v| {
@@ -210,7 +224,7 @@ pub(crate) fn find_digit(bytes: &[u8], from: usize) -> Option<usize> {
 
 /// The next ASCII capital letter at or after `from`.
 pub(crate) fn find_upper(bytes: &[u8], from: usize) -> Option<usize> {
-    find_range(bytes, from, b'A', b'Z', None)
+    find_range(bytes, from, b'A', b'Z', None, true)
 }
 
 #[cfg(test)]
@@ -248,8 +262,11 @@ mod tests {
             for from in [0, 1, at.saturating_sub(1), at, at + 1] {
                 let want = (from <= at).then_some(at);
                 assert_eq!(find_digit(&text, from), want, "digit at {at} from {from}");
-                for skip in [None, Some(64), Some(4 * BLOCK)] {
-                    assert_eq!(find_range(&text, from, b'0', b'9', skip), want, "digit at {at} from {from}, {skip:?}");
+                for (skip, halves) in
+                    [None, Some(64), Some(4 * BLOCK)].into_iter().flat_map(|s| [(s, false), (s, true)])
+                {
+                    let found = find_range(&text, from, b'0', b'9', skip, halves);
+                    assert_eq!(found, want, "digit at {at} from {from}, {skip:?}, halves {halves}");
                 }
             }
         }

@@ -100,9 +100,9 @@ impl<F: Fn(u8) -> bool> Search for Native<F> {
 
     #[inline(always)]
     fn block(&self, block: &[u8]) -> u32 {
-        let part = if self.halves { BLOCK / 2 } else { BLOCK };
+        let size = if self.halves { BLOCK / 2 } else { BLOCK };
         let mut offset = 0;
-        for part in block.chunks(part) {
+        for part in block.chunks(size) {
             if self.any(part) {
                 return part.iter().position(|&b| (self.test)(b)).map_or(0, |p| 1 << (offset + p));
             }

@@ -131,7 +131,6 @@ impl<F: Fn(u8) -> bool, W: Fn(u64) -> u64> Native<F, W> {
 }
 
 /// Every byte of a word set to `b`.
-#[cfg(not(target_arch = "wasm32"))]
 #[inline(always)]
 const fn splat(b: u8) -> u64 {
     b as u64 * 0x0101_0101_0101_0101
@@ -141,9 +140,8 @@ const fn splat(b: u8) -> u64 {
 /// byte in `lo..=hi` set, exactly. The sums below stay within each byte,
 /// since their top bits are cleared first; a range that spans 0x7F/0x80
 /// is tested a byte at a time (no search uses one).
-#[cfg(not(target_arch = "wasm32"))]
 #[inline(always)]
-fn word_in_range(word: u64, lo: u8, hi: u8) -> u64 {
+pub(crate) fn word_in_range(word: u64, lo: u8, hi: u8) -> u64 {
     const HIGH: u64 = splat(0x80);
     let (word, lo, hi) = match (lo < 0x80, hi < 0x80) {
         (true, true) => (word, lo, hi),
@@ -172,6 +170,21 @@ fn word_in_range(word: u64, lo: u8, hi: u8) -> u64 {
 fn word_string_stops(word: u64) -> u64 {
     let zero_bytes = |x: u64| x.wrapping_sub(splat(1)) & !x & splat(0x80);
     zero_bytes(word ^ splat(b'"')) | zero_bytes(word ^ splat(b'\\')) | word_in_range(word, 0, 0x1F)
+}
+
+/// The top bit of each byte of `word` that is not a name byte: not an
+/// ASCII letter, not `'` and not part of a non-ASCII character. Exact in
+/// every byte (`| 0x20` folds capitals onto small letters and nothing else
+/// onto them).
+#[inline(always)]
+pub(crate) fn word_not_name_bytes(word: u64) -> u64 {
+    const HIGH: u64 = splat(0x80);
+    let letters = word_in_range(word | splat(0x20), b'a', b'z');
+    // A byte of `word ^ splat('\'')` is zero exactly when its low seven
+    // bits add nothing to 0x7F and its top bit is clear.
+    let quote = word ^ splat(b'\'');
+    let apostrophes = !(((quote & !HIGH) + !HIGH) | quote) & HIGH;
+    !(letters | apostrophes | word) & HIGH
 }
 
 /// The `simd128` search: `lanes` sets the lanes that hit, `byte` is the
@@ -286,6 +299,24 @@ pub(crate) fn find_upper(bytes: &[u8], from: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The name-byte word test against a byte test, for every byte value
+    /// in every lane, on both targets.
+    #[test]
+    fn name_byte_word_test_agrees_with_byte_test() {
+        let is_name = |b: u8| b.is_ascii_alphabetic() || b == b'\'' || b >= 0x80;
+        for fill in [0x00, b' ', b'\'', b'&', b'@', b'A', b'Z', b'[', b'`', b'a', b'z', b'{', 0x7F, 0x80, 0xFF] {
+            for b in 0..=255u8 {
+                for lane in 0..8 {
+                    let mut bytes = [fill; 8];
+                    bytes[lane] = b;
+                    let want =
+                        bytes.iter().enumerate().fold(0u64, |m, (k, &x)| m | u64::from(!is_name(x)) << (8 * k + 7));
+                    assert_eq!(word_not_name_bytes(u64::from_le_bytes(bytes)), want, "{bytes:?}");
+                }
+            }
+        }
+    }
 
     /// The word tests against the byte tests: every byte value in every
     /// lane, beside neighbours at the edges of the ranges and of 0x80.

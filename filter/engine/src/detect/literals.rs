@@ -184,7 +184,9 @@ impl Literals {
         // Then a step at a time, its pairs read from one 8-byte word that
         // starts at the byte before the step.
         let mut at = head;
-        while let Some(word) = text.get(at - 1..at + 7).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+        // `at` is 0 only for an empty text, which has no step.
+        while let Some(word) = at.checked_sub(1).and_then(|before| text.get(before..before + 8)) {
+            let Ok(word) = <[u8; 8]>::try_from(word) else { break };
             let word = u64::from_le_bytes(word);
             let add = (0..STEP).fold(0u64, |add, j| add << BUCKETS | entry_at(table, (word >> (8 * j)) as u16));
             state = state << (STEP * BUCKETS) | add;
@@ -274,6 +276,8 @@ mod tests {
     fn empty_sets_and_empty_literals_find_nothing() {
         assert!(all(&[], "anything").is_empty());
         assert!(all(&[""], "anything").is_empty());
+        // An empty text has no step to read the byte before.
+        assert!(all(&["ab"], "").is_empty());
     }
 
     proptest! {

@@ -281,19 +281,62 @@ pub(crate) fn find_string_stop(bytes: &[u8], from: usize) -> Option<usize> {
     }
 }
 
+/// The bytes of a text that fall in one range, a bit per byte (bit `i % 64`
+/// of word `i / 64` for byte `i`). The passes that visit every digit
+/// (cards, numbers) or every capital (names) step from one to the next
+/// with `trailing_zeros` instead of each searching the text again: the
+/// searches cost them 4.2M of the 30M instructions of a native scan of the
+/// `mixed` corpus, about 30 a call.
+///
+/// Built in one pass, 16 bytes per compare and `movemask`, through `wide`:
+/// SSE2 natively and `simd128` in the `.wasm`, with no `unsafe` of ours.
+/// (Written as a plain fold, LLVM did not vectorise the bit mask.) A
+/// word per 64 bytes: an eighth of the text's size. The default marks
+/// nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Marks {
+    words: Vec<u64>,
+}
+
+impl Marks {
+    /// The bytes of `bytes` in `lo..=hi`.
+    pub(crate) fn new(bytes: &[u8], lo: u8, hi: u8) -> Marks {
+        use wide::u8x16;
+        let (chunks, tail) = bytes.as_chunks::<64>();
+        let base = u8x16::splat(lo);
+        let width = u8x16::splat(hi.wrapping_sub(lo));
+        // `in_range` per lane: `b - lo <= hi - lo`, unsigned.
+        let block = |block: &[u8; 16]| {
+            let offset = u8x16::from(*block) - base;
+            u64::from(offset.min(width).cmp_eq(offset).move_mask() as u16)
+        };
+        let chunk = |chunk: &[u8; 64]| {
+            let ([a, b, c, d], []) = chunk.as_chunks::<16>() else { return 0 };
+            block(a) | block(b) << 16 | block(c) << 32 | block(d) << 48
+        };
+        let mut words: Vec<u64> = chunks.iter().map(chunk).collect();
+        if !tail.is_empty() {
+            words.push(tail.iter().enumerate().fold(0, |word, (k, &b)| word | u64::from(in_range(b, lo, hi)) << k));
+        }
+        Marks { words }
+    }
+
+    /// The first marked index `>= from`.
+    #[inline]
+    pub(crate) fn next(&self, from: usize) -> Option<usize> {
+        let mut chunk = from / 64;
+        let mut word = self.words.get(chunk)? & (u64::MAX << (from % 64));
+        while word == 0 {
+            chunk += 1;
+            word = *self.words.get(chunk)?;
+        }
+        Some(chunk * 64 + word.trailing_zeros() as usize)
+    }
+}
+
 /// The first non-ASCII byte at or after `from`.
 pub(crate) fn find_non_ascii(bytes: &[u8], from: usize) -> Option<usize> {
     find_in_range(bytes, from, 0x80, 0xFF)
-}
-
-/// The next ASCII digit at or after `from`.
-pub(crate) fn find_digit(bytes: &[u8], from: usize) -> Option<usize> {
-    find_in_range(bytes, from, b'0', b'9')
-}
-
-/// The next ASCII capital letter at or after `from`.
-pub(crate) fn find_upper(bytes: &[u8], from: usize) -> Option<usize> {
-    find_range(bytes, from, b'A', b'Z', None)
 }
 
 #[cfg(test)]
@@ -362,10 +405,9 @@ mod tests {
                 let mut w = [b' '; 8];
                 w[lane] = b;
                 let want = b.is_ascii_digit().then_some(lane);
-                assert_eq!(find_digit(&w, 0), want, "{b} in lane {lane}");
+                assert_eq!(find_in_range(&w, 0, b'0', b'9'), want, "{b} in lane {lane}");
             }
         }
-        assert_eq!(find_upper(b"abc def Ghi", 0), Some(8));
         // Hits on either side of a block boundary, and none at all.
         // Hits in every block of a four-block skip and across skips, with
         // the skip of either build and with none.
@@ -376,14 +418,14 @@ mod tests {
             }
             for from in [0, 1, at.saturating_sub(1), at, at + 1] {
                 let want = (from <= at).then_some(at);
-                assert_eq!(find_digit(&text, from), want, "digit at {at} from {from}");
+                assert_eq!(find_in_range(&text, from, b'0', b'9'), want, "digit at {at} from {from}");
                 for skip in [None, Some(64), Some(4 * BLOCK)] {
                     let found = find_range(&text, from, b'0', b'9', skip);
                     assert_eq!(found, want, "digit at {at} from {from}, {skip:?}");
                 }
             }
         }
-        assert_eq!(find_digit(&[b'x'; 200], 3), None);
+        assert_eq!(find_in_range(&[b'x'; 200], 3, b'0', b'9'), None);
         assert_eq!(find_non_ascii("ab“c".as_bytes(), 0), Some(2));
         // String stops, against a byte loop, at every offset of two blocks
         // and a tail.
@@ -401,7 +443,46 @@ mod tests {
                 }
             }
         }
-        assert_eq!(find_digit(b"", 0), None);
-        assert_eq!(find_digit(b"12", 5), None);
+        assert_eq!(find_in_range(b"", 0, b'0', b'9'), None);
+        assert_eq!(find_in_range(b"12", 5, b'0', b'9'), None);
+    }
+
+    /// Marks against a byte loop: every byte value in every lane of every
+    /// 16-byte block of a chunk, texts that end inside and at the end of a
+    /// chunk, and every starting point.
+    #[test]
+    fn marks_agree_with_a_byte_loop() {
+        let ranges = [(b'0', b'9'), (b'A', b'Z'), (0, 0x1F), (0x80, 0xFF), (0, 0xFF), (b'a', b'a')];
+        let next = |text: &[u8], from: usize, lo: u8, hi: u8| {
+            text.iter().skip(from).position(|&b| (lo..=hi).contains(&b)).map(|p| p + from)
+        };
+        for b in 0..=255u8 {
+            for lane in [0, 1, 15, 16, 31, 33, 47, 48, 63, 64, 70, 127, 128, 129] {
+                for len in [lane + 1, 64, 128, 130] {
+                    let mut text = vec![b' '; len.max(lane + 1)];
+                    if let Some(x) = text.get_mut(lane) {
+                        *x = b;
+                    }
+                    for (lo, hi) in ranges {
+                        let marks = Marks::new(&text, lo, hi);
+                        for from in [0, lane.saturating_sub(1), lane, lane + 1, text.len(), text.len() + 64] {
+                            assert_eq!(
+                                marks.next(from),
+                                next(&text, from, lo, hi),
+                                "{b} at {lane} of {len}, from {from}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // Dense marks: every index is found from the one before.
+        let text: Vec<u8> = (0..300).map(|i| if i % 3 == 0 { b'7' } else { b'x' }).collect();
+        let marks = Marks::new(&text, b'0', b'9');
+        for from in 0..=text.len() + 1 {
+            assert_eq!(marks.next(from), next(&text, from, b'0', b'9'), "from {from}");
+        }
+        assert_eq!(Marks::default().next(0), None);
+        assert_eq!(Marks::new(b"", b'0', b'9').next(0), None);
     }
 }

@@ -2,7 +2,7 @@
 //! single spaces or dashes, that pass the Luhn check *and* fall in an
 //! issuer's range with that issuer's lengths (DESIGN.md §4).
 
-use super::bytescan::find_digit;
+use super::bytescan::Marks;
 use super::{is_word_byte, EntityClass, Finding};
 
 const MIN_DIGITS: usize = 13;
@@ -94,10 +94,11 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
     !digits.is_empty() && sum.is_multiple_of(10)
 }
 
-pub(super) fn detect(text: &str, out: &mut Vec<Finding>) {
+/// Cards at the `digits` of `text`.
+pub(super) fn detect(text: &str, digits: &Marks, out: &mut Vec<Finding>) {
     let bytes = text.as_bytes();
     let mut i = 0;
-    while let Some(start) = find_digit(bytes, i) {
+    while let Some(start) = digits.next(i) {
         // Most digit runs (dates, prices, ids) are too short for a card:
         // they are measured without copying their digits.
         let (end, total) = extent(bytes, start);
@@ -205,9 +206,13 @@ fn has_context(bytes: &[u8], start: usize) -> bool {
 mod tests {
     use super::*;
 
+    fn scan(text: &str, out: &mut Vec<Finding>) {
+        detect(text, &Marks::new(text.as_bytes(), b'0', b'9'), out);
+    }
+
     fn cards(text: &str) -> Vec<(&str, &'static str)> {
         let mut out = Vec::new();
-        detect(text, &mut out);
+        scan(text, &mut out);
         out.iter().map(|f| (&text[f.start..f.end], f.rule)).collect()
     }
 
@@ -287,7 +292,7 @@ mod tests {
     #[test]
     fn context_raises_confidence() {
         let mut out = Vec::new();
-        detect("my visa is 4111111111111111; and then, much later, ref 5555555555554444", &mut out);
+        scan("my visa is 4111111111111111; and then, much later, ref 5555555555554444", &mut out);
         assert_eq!(out.len(), 2);
         assert!(out[0].confidence > out[1].confidence);
     }

@@ -7,7 +7,7 @@
 //! These are heuristics with honest, measured accuracy (see the corpus
 //! test), not validated formats; their confidences say so.
 
-use super::bytescan::{find_upper, word_not_name_bytes};
+use super::bytescan::{word_not_name_bytes, Marks};
 use super::keywords::{Hit, Kw};
 use super::lexicon::{CONDITIONS, FIRST_NAME_SET, MONTHS, NOT_NAME_SET, STREET_TYPE_SET};
 use super::{at, window_has, Ctx, EntityClass, Finding};
@@ -56,7 +56,7 @@ pub(crate) fn detect(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
     let e = cx.enabled;
     let bytes = cx.bytes;
     if e.has(EntityClass::Person) {
-        persons(bytes, out);
+        persons(bytes, cx.capitals, out);
     }
     let mut last_birth_end = 0;
     for hit in cx.hits {
@@ -187,11 +187,11 @@ fn person(start: usize, end: usize, confidence: f32, rule: &'static str) -> Find
 /// greeting, sign-off, "my name is", ...) or a given name from the lexicon.
 /// Names are capitalised, so only capitalised word starts are examined —
 /// one cheap byte pass, no keyword automaton needed.
-fn persons(bytes: &[u8], out: &mut Vec<Finding>) {
+fn persons(bytes: &[u8], capitals: &Marks, out: &mut Vec<Finding>) {
     let mut p = 0;
     let mut next_allowed = 0;
     while p < bytes.len() {
-        let Some(next) = find_upper(bytes, p) else { break };
+        let Some(next) = capitals.next(p) else { break };
         p = next;
         let word_start = p == 0 || {
             let b = at(bytes, p - 1);
@@ -726,7 +726,7 @@ mod tests {
     fn capitals_inside_words_start_no_name_and_hide_none_after_them() {
         let names = |t: &str| {
             let mut out = Vec::new();
-            persons(t.as_bytes(), &mut out);
+            persons(t.as_bytes(), &Marks::new(t.as_bytes(), b'A', b'Z'), &mut out);
             out.iter().map(|f| t[f.start..f.end].to_string()).collect::<Vec<_>>()
         };
         assert_eq!(names("The OpenAI team met Sarah Connor"), ["Sarah Connor"]);

@@ -43,6 +43,8 @@ mod secret;
 use std::borrow::Cow;
 use std::fmt;
 
+use bytescan::Marks;
+
 pub use card::{luhn_valid, CardNetwork};
 pub use custom::{CustomDetector, CustomError, CustomSpec};
 pub use normalize::fold;
@@ -215,6 +217,10 @@ pub(crate) struct Ctx<'a> {
     pub bytes: &'a [u8],
     pub hits: &'a [keywords::Hit],
     pub enabled: ClassMask,
+    /// The digits of `bytes`, when a class that reads digit runs is enabled.
+    pub digits: &'a Marks,
+    /// The capitals of `bytes`, when PERSON is enabled.
+    pub capitals: &'a Marks,
 }
 
 /// A set of classes as bits, for cheap "is it enabled" tests.
@@ -274,12 +280,17 @@ impl DetectorSet {
         let norm = normalize::Normalized::new(text);
         let t = norm.text();
         let hits = self.keywords.hits(t);
-        let cx = Ctx { bytes: t.as_bytes(), hits: &hits, enabled: self.mask };
-        if self.mask.has(EntityClass::Email) {
+        let bytes = t.as_bytes();
+        let mask = self.mask;
+        let marks = |wanted: bool, lo, hi| if wanted { Marks::new(bytes, lo, hi) } else { Marks::default() };
+        let digits = marks(mask.has(EntityClass::CreditCard) || numeric::wanted(mask), b'0', b'9');
+        let capitals = marks(mask.has(EntityClass::Person), b'A', b'Z');
+        let cx = Ctx { bytes, hits: &hits, enabled: mask, digits: &digits, capitals: &capitals };
+        if mask.has(EntityClass::Email) {
             email::detect(t, out);
         }
-        if self.mask.has(EntityClass::CreditCard) {
-            card::detect(t, out);
+        if mask.has(EntityClass::CreditCard) {
+            card::detect(t, &digits, out);
         }
         numeric::detect(&cx, out);
         if self.mask.has(EntityClass::Secret) {

@@ -9,9 +9,8 @@
 //! accepts a range wins and the scan continues after it. Work per group is
 //! bounded, so a megabyte of digits costs a linear pass.
 
-use super::bytescan::find_digit;
 use super::lexicon::{AU_STATES, STREET_TYPE_SET, US_STATES};
-use super::{at, window_has, Ctx, EntityClass, Finding};
+use super::{at, window_has, ClassMask, Ctx, EntityClass, Finding};
 
 const MAX_GROUPS: usize = 8;
 const MAX_DIGITS: usize = 24;
@@ -132,22 +131,29 @@ impl View<'_> {
     }
 }
 
+/// The classes this pass finds (custom detectors may name them too).
+const NUMERIC: [EntityClass; 11] = [
+    EntityClass::Phone,
+    EntityClass::UsSsn,
+    EntityClass::AuTfn,
+    EntityClass::AuAbn,
+    EntityClass::AuAcn,
+    EntityClass::AuMedicare,
+    EntityClass::IpAddress,
+    EntityClass::Iban,
+    EntityClass::UkNino,
+    EntityClass::Address,
+    EntityClass::Custom,
+];
+
+/// Whether any class of this pass is enabled.
+pub(crate) fn wanted(enabled: ClassMask) -> bool {
+    NUMERIC.iter().any(|&c| c != EntityClass::Custom && enabled.has(c))
+}
+
 pub(crate) fn detect(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
-    const NUMERIC: [EntityClass; 11] = [
-        EntityClass::Phone,
-        EntityClass::UsSsn,
-        EntityClass::AuTfn,
-        EntityClass::AuAbn,
-        EntityClass::AuAcn,
-        EntityClass::AuMedicare,
-        EntityClass::IpAddress,
-        EntityClass::Iban,
-        EntityClass::UkNino,
-        EntityClass::Address,
-        EntityClass::Custom,
-    ];
     let enabled = cx.enabled;
-    if !NUMERIC.iter().any(|&c| c != EntityClass::Custom && enabled.has(c)) {
+    if !wanted(enabled) {
         return;
     }
     let bytes = cx.bytes;
@@ -158,7 +164,7 @@ pub(crate) fn detect(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
     let mut i = 0usize;
     while i < bytes.len() {
         // Find the next digit.
-        let Some(start) = find_digit(bytes, i) else {
+        let Some(start) = cx.digits.next(i) else {
             break;
         };
         let end = read_token(bytes, start, &mut groups, &mut digits);

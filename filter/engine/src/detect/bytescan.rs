@@ -174,17 +174,24 @@ fn word_string_stops(word: u64) -> u64 {
 
 /// The top bit of each byte of `word` that is not a name byte: not an
 /// ASCII letter, not `'` and not part of a non-ASCII character. Exact in
-/// every byte (`| 0x20` folds capitals onto small letters and nothing else
-/// onto them).
+/// every byte.
 #[inline(always)]
 pub(crate) fn word_not_name_bytes(word: u64) -> u64 {
+    word_not_letters(word) & !word
+}
+
+/// The top bit of each byte of `word` that is neither an ASCII letter nor
+/// `'`. Exact in every byte (`| 0x20` folds capitals onto small letters
+/// and nothing else onto them).
+#[inline(always)]
+pub(crate) fn word_not_letters(word: u64) -> u64 {
     const HIGH: u64 = splat(0x80);
     let letters = word_in_range(word | splat(0x20), b'a', b'z');
     // A byte of `word ^ splat('\'')` is zero exactly when its low seven
     // bits add nothing to 0x7F and its top bit is clear.
     let quote = word ^ splat(b'\'');
     let apostrophes = !(((quote & !HIGH) + !HIGH) | quote) & HIGH;
-    !(letters | apostrophes | word) & HIGH
+    !(letters | apostrophes) & HIGH
 }
 
 /// The `simd128` search: `lanes` sets the lanes that hit, `byte` is the
@@ -356,6 +363,10 @@ mod tests {
                     let want =
                         bytes.iter().enumerate().fold(0u64, |m, (k, &x)| m | u64::from(!is_name(x)) << (8 * k + 7));
                     assert_eq!(word_not_name_bytes(u64::from_le_bytes(bytes)), want, "{bytes:?}");
+                    let is_letter = |x: u8| x.is_ascii_alphabetic() || x == b'\'';
+                    let want =
+                        bytes.iter().enumerate().fold(0u64, |m, (k, &x)| m | u64::from(!is_letter(x)) << (8 * k + 7));
+                    assert_eq!(word_not_letters(u64::from_le_bytes(bytes)), want, "{bytes:?}");
                 }
             }
         }

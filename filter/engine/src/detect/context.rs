@@ -7,7 +7,7 @@
 //! These are heuristics with honest, measured accuracy (see the corpus
 //! test), not validated formats; their confidences say so.
 
-use super::bytescan::{word_not_name_bytes, Marks};
+use super::bytescan::{word_not_letters, word_not_name_bytes, Marks};
 use super::keywords::{Hit, Kw};
 use super::lexicon::{CONDITIONS, FIRST_NAME_SET, MONTHS, NOT_NAME_SET, STREET_TYPE_SET};
 use super::{at, window_has, Ctx, EntityClass, Finding};
@@ -92,6 +92,22 @@ static NAME_BYTES: [bool; 256] = {
     while i < table.len() {
         let b = i as u8;
         table[i] = b.is_ascii_alphabetic() || b >= 0x80 || b == b'\'';
+        i += 1;
+    }
+    table
+};
+
+/// Per byte value, whether a capital after it is inside a word rather
+/// than at its start: letters, digits, `_`, `'` and the bytes of non-ASCII
+/// characters.
+// Evaluated at compile time: an index out of range fails the build.
+#[allow(clippy::indexing_slicing)]
+static WORD_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < table.len() {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphanumeric() || b == b'_' || b == b'\'' || b >= 0x80;
         i += 1;
     }
     table
@@ -193,10 +209,7 @@ fn persons(bytes: &[u8], capitals: &Marks, out: &mut Vec<Finding>) {
     while p < bytes.len() {
         let Some(next) = capitals.next(p) else { break };
         p = next;
-        let word_start = p == 0 || {
-            let b = at(bytes, p - 1);
-            !(b.is_ascii_alphanumeric() || b == b'_' || b == b'\'' || b >= 0x80)
-        };
+        let word_start = p == 0 || !WORD_BYTES.get(usize::from(at(bytes, p - 1))).copied().unwrap_or(false);
         if !word_start || p < next_allowed {
             p += 1;
             continue;
@@ -281,6 +294,48 @@ const fn key(word: &[u8]) -> u128 {
     u128::from_le_bytes(buf)
 }
 
+/// How many letters (or `'`) end at `q`, at most [`CUE_REACH`]: the
+/// eight bytes before `q` are tested at once, since this runs for every
+/// capitalised word after a possible cue ending.
+fn letters_before(bytes: &[u8], q: usize) -> usize {
+    let is_letter = |b: &u8| b.is_ascii_alphabetic() || *b == b'\'';
+    let by_bytes = |from: usize| {
+        bytes
+            .get(q.saturating_sub(CUE_REACH)..from)
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .take_while(|b| is_letter(b))
+            .count()
+    };
+    let Some(word) = q.checked_sub(8).and_then(|w| bytes.get(w..q)).and_then(|w| <[u8; 8]>::try_from(w).ok()) else {
+        return by_bytes(q);
+    };
+    // The last stop's top bit is the highest set bit.
+    match word_not_letters(u64::from_le_bytes(word)) {
+        0 => 8 + by_bytes(q - 8),
+        stops => (stops.leading_zeros() / 8) as usize,
+    }
+}
+
+/// The longest run of letters [`cue_word`] reads before a name.
+const CUE_REACH: usize = 12;
+
+/// [`key`] of the `len` bytes before `q`, from one 16-byte read where the
+/// text has them.
+fn key_before(bytes: &[u8], q: usize, len: usize) -> Option<u128> {
+    let start = q.checked_sub(len)?;
+    let Some(block) = q.checked_sub(16).and_then(|b| bytes.get(b..q)).and_then(|b| <[u8; 16]>::try_from(b).ok()) else {
+        return Some(key(bytes.get(start..q)?));
+    };
+    if !(1..=16).contains(&len) {
+        return Some(key(bytes.get(start..q)?));
+    }
+    let word = u128::from_le_bytes(block) >> (8 * (16 - len));
+    let mask = u128::MAX >> (8 * (16 - len));
+    Some((word | u128::from_le_bytes([0x20; 16])) & mask)
+}
+
 /// [`CUE_WORDS`]' keys with their places in it, sorted (by key, then
 /// place) for a binary search.
 // Evaluated at compile time: an index out of range fails the build.
@@ -349,12 +404,11 @@ fn cue_before(bytes: &[u8], p: usize) -> Option<(Cue, bool, usize)> {
 fn cue_word(bytes: &[u8], p: usize, q: usize) -> Option<(Cue, bool, usize)> {
     let seps = bytes.get(q..p)?;
     let newline = seps.iter().any(|&b| b == b'\n' || b == b'\r');
-    let is_letter = |b: &u8| b.is_ascii_alphabetic() || *b == b'\'';
-    let s = q - bytes.get(q.saturating_sub(12)..q)?.iter().rev().take_while(|b| is_letter(b)).count();
+    let s = q - letters_before(bytes, q);
     if s == q || (s > 0 && at(bytes, s - 1).is_ascii_alphanumeric()) {
         return None;
     }
-    let word = key(bytes.get(s..q)?);
+    let word = key_before(bytes, q, q - s)?;
     // "name is": the word before, then one space.
     let after = |words: &[&str]| {
         words.iter().any(|w| {
@@ -399,7 +453,8 @@ fn person_at(bytes: &[u8], p: usize) -> Option<Finding> {
     let start = p;
     let first_end = word_end(bytes, start)?;
     let first = bytes.get(start..first_end)?;
-    let in_lexicon = FIRST_NAME_SET.contains(first.strip_suffix(b".").unwrap_or(first));
+    let bare_end = if first.ends_with(b".") { first_end - 1 } else { first_end };
+    let in_lexicon = FIRST_NAME_SET.contains_in(bytes, start, bare_end);
     let cue = cue_before(bytes, p);
     if cue.is_none() && !in_lexicon {
         return None;
@@ -695,6 +750,26 @@ mod tests {
         let mut out = Vec::new();
         DetectorSet::new([class]).scan(text, &mut out);
         out.iter().map(|f| text[f.start..f.end].to_string()).collect()
+    }
+
+    /// The word reads before a name against byte-at-a-time versions, at
+    /// every position of texts with runs of every length near the edges.
+    #[test]
+    fn cue_word_reads_agree_with_byte_reads() {
+        let is_letter = |b: &u8| b.is_ascii_alphabetic() || *b == b'\'';
+        for text in [
+            "a Bc deF O'Brien x\u{e9}y Hello, World! abcdefghijklmnopq RST 12ab_cd",
+            "Sincerely Greetings AFTERNOON i'm it's  \n\t Zz",
+        ] {
+            let bytes = text.as_bytes();
+            for q in 0..=bytes.len() {
+                let want = bytes[q.saturating_sub(CUE_REACH)..q].iter().rev().take_while(|b| is_letter(b)).count();
+                assert_eq!(letters_before(bytes, q), want, "run before {q} in {text:?}");
+                for len in 1..=q.min(16) {
+                    assert_eq!(key_before(bytes, q, len), Some(key(&bytes[q - len..q])), "key of {len} before {q}");
+                }
+            }
+        }
     }
 
     #[test]

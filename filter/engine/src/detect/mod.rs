@@ -323,24 +323,26 @@ impl DetectorSet {
 
 /// Keeps a set of non-overlapping findings: higher `rank` first (the policy
 /// ranks by action, so a `flag` finding never hides a `redact` one), then
-/// the longer, then the more confident. Kept findings end up first, sorted
-/// by start; dropped ones after them as empty spans for the caller to
-/// truncate. O(n log n) whatever the overlaps.
-fn resolve_ranked(found: &mut [Finding], rank: impl Fn(&Finding) -> u8) {
-    let mut order: Vec<(u8, usize)> = found.iter().enumerate().map(|(i, f)| (rank(f), i)).collect();
-    order.sort_by(|&(ra, a), &(rb, b)| {
-        let (Some(fa), Some(fb)) = (found.get(a), found.get(b)) else {
-            return std::cmp::Ordering::Equal;
-        };
-        rb.cmp(&ra)
-            .then((fb.end - fb.start).cmp(&(fa.end - fa.start)))
-            .then(fb.confidence.total_cmp(&fa.confidence))
-            .then(fa.start.cmp(&fb.start))
-    });
+/// the longer, then the more confident. Only the kept findings are left,
+/// sorted by start. O(n log n) whatever the overlaps.
+fn resolve_ranked(found: &mut Vec<Finding>, rank: impl Fn(&Finding) -> u8) {
+    // Each finding's place in the order as one key, so the sort compares
+    // integers instead of looking both findings up (its comparisons were
+    // half of this function's cost). Ascending: higher rank, longer, more
+    // confident, earlier start, then earlier in the list (the stable
+    // order this replaced).
+    let mut order: Vec<(u8, usize, u32, usize, usize)> = found
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            (u8::MAX - rank(f), usize::MAX - (f.end - f.start), u32::MAX - total_key(f.confidence), f.start, i)
+        })
+        .collect();
+    order.sort_unstable();
     // Accepted spans, disjoint, keyed by start.
     let mut taken: std::collections::BTreeMap<usize, usize> = std::collections::BTreeMap::new();
     let mut keep = vec![false; found.len()];
-    for &(_, i) in &order {
+    for &(.., i) in &order {
         let Some(f) = found.get(i) else { continue };
         if f.end <= f.start {
             continue;
@@ -353,12 +355,22 @@ fn resolve_ranked(found: &mut [Finding], rank: impl Fn(&Finding) -> u8) {
             }
         }
     }
-    for (f, k) in found.iter_mut().zip(&keep) {
-        if !k {
-            f.end = f.start;
-        }
+    let mut kept = keep.iter();
+    found.retain(|_| kept.next().copied().unwrap_or(false));
+    // Kept spans are disjoint and not empty, so their starts differ and an
+    // unstable sort has one result.
+    found.sort_unstable_by_key(|f| f.start);
+}
+
+/// `x` as a `u32` whose order is [`f32::total_cmp`]'s: negative values
+/// have every bit flipped, others only the sign bit.
+fn total_key(x: f32) -> u32 {
+    let bits = x.to_bits();
+    if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 1 << 31
     }
-    found.sort_by(|a, b| (b.end > b.start).cmp(&(a.end > a.start)).then(a.start.cmp(&b.start)));
 }
 
 impl DetectorSet {
@@ -418,7 +430,6 @@ const SHORTEST_VALUE: usize = 5;
 fn resolve_keeping(found: &mut Vec<Finding>, rank: &impl Fn(&Finding) -> Option<u8>) -> Vec<(usize, usize)> {
     let spans: Vec<(usize, usize)> = found.iter().map(|f| (f.start, f.end)).collect();
     resolve_ranked(found, |f| rank(f).unwrap_or(0));
-    found.retain(|f| f.end > f.start);
     // Kept findings are sorted by start and disjoint: one lookup each.
     let is_kept = |s: usize, e: usize| {
         let at = found.partition_point(|f| f.start < s);
@@ -555,8 +566,18 @@ mod tests {
         ];
         // Ranked equal: the longer wins, then the more confident.
         resolve_ranked(&mut f, |_| 0);
-        let kept: Vec<_> = f.iter().filter(|f| f.end > f.start).map(|f| f.rule).collect();
+        let kept: Vec<_> = f.iter().map(|f| f.rule).collect();
         assert_eq!(kept, ["b", "c"]);
+    }
+
+    #[test]
+    fn confidence_keys_order_as_total_cmp() {
+        let values = [f32::NEG_INFINITY, -1.0, -0.5, -0.0, 0.0, 1e-30, 0.5, 0.9, 1.0, f32::INFINITY, f32::NAN];
+        for a in values {
+            for b in values {
+                assert_eq!(total_key(a).cmp(&total_key(b)), a.total_cmp(&b), "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

@@ -288,57 +288,100 @@ pub(crate) fn find_string_stop(bytes: &[u8], from: usize) -> Option<usize> {
     }
 }
 
-/// The bytes of a text that fall in one range, a bit per byte (bit `i % 64`
-/// of word `i / 64` for byte `i`). The passes that visit every digit
-/// (cards, numbers) or every capital (names) step from one to the next
-/// with `trailing_zeros` instead of each searching the text again: the
-/// searches cost them 4.2M of the 30M instructions of a native scan of the
-/// `mixed` corpus, about 30 a call.
+/// The bytes of a text that fall in one range, for the passes that visit
+/// each of them (digits for cards and numbers, capitals for names).
 ///
-/// Built in one pass, 16 bytes per compare and `movemask`, through `wide`:
-/// SSE2 natively and `simd128` in the `.wasm`, with no `unsafe` of ours.
-/// (Written as a plain fold, LLVM did not vectorise the bit mask.) A
-/// word per 64 bytes: an eighth of the text's size. The default marks
-/// nothing.
-#[derive(Debug, Default)]
-pub(crate) struct Marks {
-    words: Vec<u64>,
+/// Where it pays, they are marked up front, a bit per byte (bit `i % 64`
+/// of word `i / 64` for byte `i`), so each pass steps from one to the
+/// next with `trailing_zeros` instead of searching the text again. The
+/// marks are built in one pass, 16 bytes per compare and `movemask`,
+/// through `wide`: SSE2 natively and `simd128` in the `.wasm`, with no
+/// `unsafe` of ours (written as a plain fold, LLVM did not vectorise the
+/// bit mask). A word per 64 bytes: an eighth of the text's size.
+///
+/// Natively the marks paid even for one pass: the digit and capital
+/// searches cost 4.2M of the 30M instructions of a scan of the `mixed`
+/// corpus, the marks and their steps about 2M. In the `.wasm`, where the
+/// search skips 64 bytes per test, marking for one pass cost more than
+/// searching (the default policy's card pass: +11% operators on a
+/// 256 KiB exchange), so there marks are built for two or more passes.
+pub(crate) struct Marks<'t> {
+    bytes: &'t [u8],
+    lo: u8,
+    hi: u8,
+    words: Option<Vec<u64>>,
 }
 
-impl Marks {
-    /// The bytes of `bytes` in `lo..=hi`.
-    pub(crate) fn new(bytes: &[u8], lo: u8, hi: u8) -> Marks {
-        use wide::u8x16;
-        let (chunks, tail) = bytes.as_chunks::<64>();
-        let base = u8x16::splat(lo);
-        let width = u8x16::splat(hi.wrapping_sub(lo));
-        // `in_range` per lane: `b - lo <= hi - lo`, unsigned.
-        let block = |block: &[u8; 16]| {
-            let offset = u8x16::from(*block) - base;
-            u64::from(offset.min(width).cmp_eq(offset).move_mask() as u16)
-        };
-        let chunk = |chunk: &[u8; 64]| {
-            let ([a, b, c, d], []) = chunk.as_chunks::<16>() else { return 0 };
-            block(a) | block(b) << 16 | block(c) << 32 | block(d) << 48
-        };
-        let mut words: Vec<u64> = chunks.iter().map(chunk).collect();
-        if !tail.is_empty() {
-            words.push(tail.iter().enumerate().fold(0, |word, (k, &b)| word | u64::from(in_range(b, lo, hi)) << k));
-        }
-        Marks { words }
+/// From how many passes over a range's bytes marking them pays.
+#[cfg(not(target_arch = "wasm32"))]
+const MARKS_PAY_FROM: usize = 1;
+#[cfg(target_arch = "wasm32")]
+const MARKS_PAY_FROM: usize = 2;
+
+impl<'t> Marks<'t> {
+    /// The bytes of `bytes` in `lo..=hi`, which `passes` passes will
+    /// visit; marked up front where that pays.
+    pub(crate) fn new(bytes: &'t [u8], lo: u8, hi: u8, passes: usize) -> Marks<'t> {
+        Marks::with(bytes, lo, hi, passes >= MARKS_PAY_FROM)
     }
 
-    /// The first marked index `>= from`.
+    /// Marks of bytes that are dense in text (capitals): marked up front on
+    /// both targets when a pass will visit them, as searching for each of
+    /// them cost more even in the `.wasm` (wasm operators a byte of the
+    /// `mixed` corpus: 65.6 marked, 67.5 searched).
+    pub(crate) fn dense(bytes: &'t [u8], lo: u8, hi: u8, passes: usize) -> Marks<'t> {
+        Marks::with(bytes, lo, hi, passes > 0)
+    }
+
+    fn with(bytes: &'t [u8], lo: u8, hi: u8, marked: bool) -> Marks<'t> {
+        Marks { bytes, lo, hi, words: marked.then(|| mark(bytes, lo, hi)) }
+    }
+
+    /// The first index `>= from` whose byte is in the range.
     #[inline]
     pub(crate) fn next(&self, from: usize) -> Option<usize> {
+        let Some(words) = &self.words else {
+            return self.search(from);
+        };
         let mut chunk = from / 64;
-        let mut word = self.words.get(chunk)? & (u64::MAX << (from % 64));
+        let mut word = words.get(chunk)? & (u64::MAX << (from % 64));
         while word == 0 {
             chunk += 1;
-            word = *self.words.get(chunk)?;
+            word = *words.get(chunk)?;
         }
         Some(chunk * 64 + word.trailing_zeros() as usize)
     }
+
+    /// [`Marks::next`] without marks. Natively out of line: inlined, the
+    /// search made every pass's code bigger where it never runs (1M more
+    /// instructions a scan of `mixed`).
+    #[cfg_attr(not(target_arch = "wasm32"), inline(never))]
+    #[cfg_attr(target_arch = "wasm32", inline(always))]
+    fn search(&self, from: usize) -> Option<usize> {
+        find_in_range(self.bytes, from, self.lo, self.hi)
+    }
+}
+
+/// The marks of [`Marks`]: a bit per byte of `bytes` in `lo..=hi`.
+fn mark(bytes: &[u8], lo: u8, hi: u8) -> Vec<u64> {
+    use wide::u8x16;
+    let (chunks, tail) = bytes.as_chunks::<64>();
+    let base = u8x16::splat(lo);
+    let width = u8x16::splat(hi.wrapping_sub(lo));
+    // `in_range` per lane: `b - lo <= hi - lo`, unsigned.
+    let block = |block: &[u8; 16]| {
+        let offset = u8x16::from(*block) - base;
+        u64::from(offset.min(width).cmp_eq(offset).move_mask() as u16)
+    };
+    let chunk = |chunk: &[u8; 64]| {
+        let ([a, b, c, d], []) = chunk.as_chunks::<16>() else { return 0 };
+        block(a) | block(b) << 16 | block(c) << 32 | block(d) << 48
+    };
+    let mut words: Vec<u64> = chunks.iter().map(chunk).collect();
+    if !tail.is_empty() {
+        words.push(tail.iter().enumerate().fold(0, |word, (k, &b)| word | u64::from(in_range(b, lo, hi)) << k));
+    }
+    words
 }
 
 /// The first non-ASCII byte at or after `from`.
@@ -474,13 +517,13 @@ mod tests {
                     if let Some(x) = text.get_mut(lane) {
                         *x = b;
                     }
-                    for (lo, hi) in ranges {
-                        let marks = Marks::new(&text, lo, hi);
+                    for (lo, hi, passes) in ranges.into_iter().flat_map(|(lo, hi)| [(lo, hi, 0), (lo, hi, 2)]) {
+                        let marks = Marks::new(&text, lo, hi, passes);
                         for from in [0, lane.saturating_sub(1), lane, lane + 1, text.len(), text.len() + 64] {
                             assert_eq!(
                                 marks.next(from),
                                 next(&text, from, lo, hi),
-                                "{b} at {lane} of {len}, from {from}"
+                                "{b} at {lane} of {len}, from {from}, {passes} passes"
                             );
                         }
                     }
@@ -489,11 +532,12 @@ mod tests {
         }
         // Dense marks: every index is found from the one before.
         let text: Vec<u8> = (0..300).map(|i| if i % 3 == 0 { b'7' } else { b'x' }).collect();
-        let marks = Marks::new(&text, b'0', b'9');
-        for from in 0..=text.len() + 1 {
-            assert_eq!(marks.next(from), next(&text, from, b'0', b'9'), "from {from}");
+        for passes in [0, 2] {
+            let marks = Marks::new(&text, b'0', b'9', passes);
+            for from in 0..=text.len() + 1 {
+                assert_eq!(marks.next(from), next(&text, from, b'0', b'9'), "from {from}, {passes}");
+            }
+            assert_eq!(Marks::new(b"", b'0', b'9', passes).next(0), None);
         }
-        assert_eq!(Marks::default().next(0), None);
-        assert_eq!(Marks::new(b"", b'0', b'9').next(0), None);
     }
 }

@@ -95,7 +95,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
 }
 
 /// Cards at the `digits` of `text`.
-pub(super) fn detect(text: &str, digits: &Marks, out: &mut Vec<Finding>) {
+pub(super) fn detect(text: &str, digits: &Marks<'_>, out: &mut Vec<Finding>) {
     let bytes = text.as_bytes();
     let mut i = 0;
     while let Some(start) = digits.next(i) {
@@ -207,7 +207,7 @@ mod tests {
     use super::*;
 
     fn scan(text: &str, out: &mut Vec<Finding>) {
-        detect(text, &Marks::new(text.as_bytes(), b'0', b'9'), out);
+        detect(text, &Marks::new(text.as_bytes(), b'0', b'9', 1), out);
     }
 
     fn cards(text: &str) -> Vec<(&str, &'static str)> {

@@ -203,7 +203,7 @@ fn person(start: usize, end: usize, confidence: f32, rule: &'static str) -> Find
 /// greeting, sign-off, "my name is", ...) or a given name from the lexicon.
 /// Names are capitalised, so only capitalised word starts are examined —
 /// one cheap byte pass, no keyword automaton needed.
-fn persons(bytes: &[u8], capitals: &Marks, out: &mut Vec<Finding>) {
+fn persons(bytes: &[u8], capitals: &Marks<'_>, out: &mut Vec<Finding>) {
     let mut p = 0;
     let mut next_allowed = 0;
     while p < bytes.len() {
@@ -801,7 +801,7 @@ mod tests {
     fn capitals_inside_words_start_no_name_and_hide_none_after_them() {
         let names = |t: &str| {
             let mut out = Vec::new();
-            persons(t.as_bytes(), &Marks::new(t.as_bytes(), b'A', b'Z'), &mut out);
+            persons(t.as_bytes(), &Marks::new(t.as_bytes(), b'A', b'Z', 1), &mut out);
             out.iter().map(|f| t[f.start..f.end].to_string()).collect::<Vec<_>>()
         };
         assert_eq!(names("The OpenAI team met Sarah Connor"), ["Sarah Connor"]);

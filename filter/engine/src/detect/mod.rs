@@ -218,9 +218,9 @@ pub(crate) struct Ctx<'a> {
     pub hits: &'a [keywords::Hit],
     pub enabled: ClassMask,
     /// The digits of `bytes`, when a class that reads digit runs is enabled.
-    pub digits: &'a Marks,
+    pub digits: &'a Marks<'a>,
     /// The capitals of `bytes`, when PERSON is enabled.
-    pub capitals: &'a Marks,
+    pub capitals: &'a Marks<'a>,
 }
 
 /// A set of classes as bits, for cheap "is it enabled" tests.
@@ -282,9 +282,10 @@ impl DetectorSet {
         let hits = self.keywords.hits(t);
         let bytes = t.as_bytes();
         let mask = self.mask;
-        let marks = |wanted: bool, lo, hi| if wanted { Marks::new(bytes, lo, hi) } else { Marks::default() };
-        let digits = marks(mask.has(EntityClass::CreditCard) || numeric::wanted(mask), b'0', b'9');
-        let capitals = marks(mask.has(EntityClass::Person), b'A', b'Z');
+        let passes = |classes: &[bool]| classes.iter().filter(|&&on| on).count();
+        let digit_passes = passes(&[mask.has(EntityClass::CreditCard), numeric::wanted(mask)]);
+        let digits = Marks::new(bytes, b'0', b'9', digit_passes);
+        let capitals = Marks::dense(bytes, b'A', b'Z', passes(&[mask.has(EntityClass::Person)]));
         let cx = Ctx { bytes, hits: &hits, enabled: mask, digits: &digits, capitals: &capitals };
         if mask.has(EntityClass::Email) {
             email::detect(t, out);

@@ -10,7 +10,7 @@
 use super::bytescan::{word_not_letters, word_not_name_bytes, Marks};
 use super::keywords::{Hit, Kw};
 use super::lexicon::{CONDITIONS, FIRST_NAME_SET, MONTHS, NOT_NAME_SET, STREET_TYPE_SET};
-use super::{at, window_has, Ctx, EntityClass, Finding};
+use super::{at, is_word_byte, window_has, Ctx, EntityClass, Finding};
 
 /// A person-name cue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,37 +81,33 @@ fn is_name_byte(b: u8) -> bool {
     NAME_BYTES.get(usize::from(b)).copied().unwrap_or(false)
 }
 
+/// A per-byte-value table of `test`, built at compile time: the person
+/// pass looks bytes up in these at every capital, where a table load is
+/// cheaper than the comparisons.
+macro_rules! byte_table {
+    (|$b:ident| $test:expr) => {{
+        let mut table = [false; 256];
+        let mut i = 0;
+        while i < table.len() {
+            let $b = i as u8;
+            // `i` stays below the table's length.
+            #[allow(clippy::indexing_slicing)]
+            {
+                table[i] = $test;
+            }
+            i += 1;
+        }
+        table
+    }};
+}
+
 /// Per byte value, whether it continues a name word: letters, `'` and the
-/// bytes of non-ASCII characters. A table, because the person pass reads
-/// every capitalised word's letters with it.
-// Evaluated at compile time: an index out of range fails the build.
-#[allow(clippy::indexing_slicing)]
-static NAME_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut i = 0;
-    while i < table.len() {
-        let b = i as u8;
-        table[i] = b.is_ascii_alphabetic() || b >= 0x80 || b == b'\'';
-        i += 1;
-    }
-    table
-};
+/// bytes of non-ASCII characters.
+static NAME_BYTES: [bool; 256] = byte_table!(|b| b.is_ascii_alphabetic() || b >= 0x80 || b == b'\'');
 
 /// Per byte value, whether a capital after it is inside a word rather
-/// than at its start: letters, digits, `_`, `'` and the bytes of non-ASCII
-/// characters.
-// Evaluated at compile time: an index out of range fails the build.
-#[allow(clippy::indexing_slicing)]
-static WORD_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut i = 0;
-    while i < table.len() {
-        let b = i as u8;
-        table[i] = b.is_ascii_alphanumeric() || b == b'_' || b == b'\'' || b >= 0x80;
-        i += 1;
-    }
-    table
-};
+/// than at its start: a word byte or `'`.
+static WORD_BYTES: [bool; 256] = byte_table!(|b| is_word_byte(b) || b == b'\'');
 
 /// The first index in `from..limit` that is not a name byte, or `limit`:
 /// eight bytes a step while they are in the text (a byte at a time took
@@ -325,12 +321,10 @@ const CUE_REACH: usize = 12;
 /// text has them.
 fn key_before(bytes: &[u8], q: usize, len: usize) -> Option<u128> {
     let start = q.checked_sub(len)?;
-    let Some(block) = q.checked_sub(16).and_then(|b| bytes.get(b..q)).and_then(|b| <[u8; 16]>::try_from(b).ok()) else {
+    let block = q.checked_sub(16).and_then(|b| bytes.get(b..q)).and_then(|b| <[u8; 16]>::try_from(b).ok());
+    let Some(block) = block.filter(|_| (1..=16).contains(&len)) else {
         return Some(key(bytes.get(start..q)?));
     };
-    if !(1..=16).contains(&len) {
-        return Some(key(bytes.get(start..q)?));
-    }
     let word = u128::from_le_bytes(block) >> (8 * (16 - len));
     let mask = u128::MAX >> (8 * (16 - len));
     Some((word | u128::from_le_bytes([0x20; 16])) & mask)

@@ -524,7 +524,7 @@ pub(crate) fn entropy(bytes: &[u8]) -> f32 {
 }
 
 /// Whether `b` can continue a word, so a match glued to one is no match.
-pub(crate) fn is_word_byte(b: u8) -> bool {
+pub(crate) const fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
 

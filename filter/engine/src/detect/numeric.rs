@@ -214,10 +214,11 @@ fn read_token(bytes: &[u8], start: usize, groups: &mut Vec<Group>, digits: &mut 
     loop {
         let gstart = pos;
         let doff = digits.len();
-        while let Some(&b) = bytes.get(pos).filter(|b| b.is_ascii_digit()) {
-            digits.push(b - b'0');
-            pos += 1;
-        }
+        // The run is found first and copied in one `extend`: a push per
+        // digit tested the vector's capacity at each.
+        let run = bytes.get(pos..).unwrap_or_default().iter().take_while(|b| b.is_ascii_digit()).count();
+        digits.extend(bytes.get(pos..pos + run).unwrap_or_default().iter().map(|b| b - b'0'));
+        pos += run;
         groups.push(Group { start: gstart, end: pos, sep, doff });
         let (a, b, c) = (at(bytes, pos), at(bytes, pos + 1), at(bytes, pos + 2));
         let (next_sep, skip) = match (a, b, c) {
@@ -283,7 +284,9 @@ fn ranges(
 ) {
     let bytes = cx.bytes;
     let g = groups.len();
-    let mut a = 0;
+    // Every class needs eight digits but a dotted quad, which needs four
+    // groups: most tokens (years, times, counts) stop here.
+    let mut a = if digits.len() < 8 && g < 4 { g } else { 0 };
     while a < g {
         let Some(ga) = groups.get(a) else { break };
         if a > 0 && ga.sep != b' ' {

@@ -81,12 +81,12 @@ fn is_name_byte(b: u8) -> bool {
     NAME_BYTES.get(usize::from(b)).copied().unwrap_or(false)
 }
 
-/// A per-byte-value table of `test`, built at compile time: the person
+/// A table of `test` per byte value, built at compile time: the person
 /// pass looks bytes up in these at every capital, where a table load is
 /// cheaper than the comparisons.
 macro_rules! byte_table {
-    (|$b:ident| $test:expr) => {{
-        let mut table = [false; 256];
+    ($zero:expr, |$b:ident| $test:expr) => {{
+        let mut table = [$zero; 256];
         let mut i = 0;
         while i < table.len() {
             let $b = i as u8;
@@ -103,11 +103,11 @@ macro_rules! byte_table {
 
 /// Per byte value, whether it continues a name word: letters, `'` and the
 /// bytes of non-ASCII characters.
-static NAME_BYTES: [bool; 256] = byte_table!(|b| b.is_ascii_alphabetic() || b >= 0x80 || b == b'\'');
+static NAME_BYTES: [bool; 256] = byte_table!(false, |b| b.is_ascii_alphabetic() || b >= 0x80 || b == b'\'');
 
 /// Per byte value, whether a capital after it is inside a word rather
 /// than at its start: a word byte or `'`.
-static WORD_BYTES: [bool; 256] = byte_table!(|b| is_word_byte(b) || b == b'\'');
+static WORD_BYTES: [bool; 256] = byte_table!(false, |b| is_word_byte(b) || b == b'\'');
 
 /// The first index in `from..limit` that is not a name byte, or `limit`:
 /// eight bytes a step while they are in the text (a byte at a time took
@@ -352,32 +352,51 @@ const CUE_INDEX: [(u128, usize); CUE_WORDS.len()] = {
     index
 };
 
-/// The code of a letter in [`CUE_ENDINGS`]: case-folded, five bits (`'`
-/// shares one with `g`, which only lets more words through).
+/// The code of a byte in [`CUE_ENDINGS`]: a letter's case-folded five
+/// bits (`'` shares one with `g`, which only lets more words through);
+/// 0 for any other byte, which is what comes before a two-letter cue.
 const fn ending_code(b: u8) -> usize {
-    ((b | 0x20) & 0x1F) as usize
+    if b.is_ascii_alphabetic() || b == b'\'' {
+        ((b | 0x20) & 0x1F) as usize
+    } else {
+        0
+    }
 }
 
-/// A bit per pair of last two letters any cue word has, so most words
-/// before a capitalised word are turned away before they are read.
+/// [`ending_code`] per byte value: a load, where the tests cost more than
+/// the calls they saved.
+static ENDING_CODES: [u8; 256] = byte_table!(0, |b| ending_code(b) as u8);
+
+/// The [`CUE_ENDINGS`] bit of the three bytes ending a word.
+const fn ending(a: u8, b: u8, c: u8) -> usize {
+    ending_code(a) << 10 | ending_code(b) << 5 | ending_code(c)
+}
+
+/// A bit per ending (last three letters, or a non-letter and two) any
+/// cue word has, so most words before a capitalised word are turned away
+/// before they are read. Two letters let a sixth of capitalised words
+/// through in prose ("is", "to" and "st" end many words); three, fewer.
 // Evaluated at compile time: an index out of range fails the build.
 #[allow(clippy::indexing_slicing)]
-const CUE_ENDINGS: [u64; 16] = {
-    let mut bits = [0u64; 16];
+const CUE_ENDINGS: [u64; 512] = {
+    let mut bits = [0u64; 512];
     let mut i = 0;
     while i < CUE_WORDS.len() {
-        if let [.., a, b] = CUE_WORDS[i].0.as_bytes() {
-            let pair = ending_code(*a) << 5 | ending_code(*b);
-            bits[pair / 64] |= 1 << (pair % 64);
-        }
+        let bit = match CUE_WORDS[i].0.as_bytes() {
+            [.., a, b, c] => ending(*a, *b, *c),
+            [b, c] => ending(b' ', *b, *c),
+            _ => 0,
+        };
+        bits[bit / 64] |= 1 << (bit % 64);
         i += 1;
     }
     bits
 };
 
-fn may_end_cue(a: u8, b: u8) -> bool {
-    let pair = ending_code(a) << 5 | ending_code(b);
-    CUE_ENDINGS.get(pair / 64).is_some_and(|bits| bits & (1 << (pair % 64)) != 0)
+fn may_end_cue(a: u8, b: u8, c: u8) -> bool {
+    let code = |x: u8| usize::from(ENDING_CODES.get(usize::from(x)).copied().unwrap_or(0));
+    let bit = code(a) << 10 | code(b) << 5 | code(c);
+    CUE_ENDINGS.get(bit / 64).is_some_and(|bits| bits & (1 << (bit % 64)) != 0)
 }
 
 /// The cue word before a capitalised word at `p`, if any. This runs at
@@ -387,7 +406,7 @@ fn may_end_cue(a: u8, b: u8) -> bool {
 fn cue_before(bytes: &[u8], p: usize) -> Option<(Cue, bool, usize)> {
     let is_sep = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b',' | b'!' | b'.' | b':');
     let q = p - bytes.get(p.saturating_sub(4)..p)?.iter().rev().take_while(|b| is_sep(b)).count();
-    if q == p || q < 2 || !may_end_cue(at(bytes, q - 2), at(bytes, q - 1)) {
+    if q == p || q < 2 || !may_end_cue(at(bytes, q.wrapping_sub(3)), at(bytes, q - 2), at(bytes, q - 1)) {
         return None;
     }
     cue_word(bytes, p, q)
@@ -739,6 +758,26 @@ fn minor(bytes: &[u8], hit: &Hit, cue: AgeCue) -> Option<Finding> {
 mod tests {
     use super::super::DetectorSet;
     use super::*;
+
+    /// The ending filter lets every cue word through, in any case and
+    /// after any byte, and turns away words that end no cue.
+    #[test]
+    fn cue_endings_pass_every_cue_word() {
+        for &(word, ..) in CUE_WORDS {
+            for before in [b' ', b'\n', b'(', 0] {
+                for text in [word.to_string(), word.to_uppercase()] {
+                    let mut bytes = vec![before];
+                    bytes.extend_from_slice(text.as_bytes());
+                    let [.., a, b, c] = bytes[..] else { panic!("{word}") };
+                    assert!(may_end_cue(a, b, c), "{word:?} after {before}");
+                }
+            }
+        }
+        for turned_away in [" this", "into", "this", "list", "Paris"] {
+            let [.., a, b, c] = turned_away.as_bytes() else { panic!() };
+            assert!(!may_end_cue(*a, *b, *c), "{turned_away}");
+        }
+    }
 
     fn found(text: &str, class: EntityClass) -> Vec<String> {
         let mut out = Vec::new();

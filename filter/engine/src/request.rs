@@ -4,6 +4,8 @@
 //! order, whitespace and escapes survive, and an unchanged body is passed on
 //! as is (the glue then never calls `set_body`).
 
+use std::collections::BTreeMap;
+
 use crate::codec::{Codec, Role, Scope};
 use crate::detect::{EntityClass, Finding};
 use crate::guard::classify::Classification;
@@ -262,6 +264,10 @@ struct Scan<'e, 't> {
     // Reused buffers: one allocation per request, not per string.
     found: Vec<Finding>,
     offset_map: json::OffsetMap,
+    /// Placeholders made so far, by value, then class: a value repeated
+    /// in one body (a chat's history repeats every earlier turn) costs one
+    /// HMAC, not one per occurrence.
+    placeholders: BTreeMap<Box<str>, Vec<(EntityClass, String)>>,
 }
 
 impl<'e, 't> Scan<'e, 't> {
@@ -282,6 +288,7 @@ impl<'e, 't> Scan<'e, 't> {
             text_parts: 0,
             found: Vec::new(),
             offset_map: json::OffsetMap::default(),
+            placeholders: BTreeMap::new(),
         }
     }
 
@@ -345,7 +352,16 @@ impl<'e, 't> Scan<'e, 't> {
                     self.internal_error = Some("redaction requested without a placeholder key".into());
                     return;
                 };
-                let placeholder = key.placeholder(f.class, value);
+                let made = self.placeholders.get(value).and_then(|m| m.iter().find(|(class, _)| *class == f.class));
+                let placeholder = match made {
+                    Some((_, placeholder)) => placeholder.clone(),
+                    None => {
+                        let placeholder = key.placeholder(f.class, value);
+                        let made = self.placeholders.entry(value.into()).or_default();
+                        made.push((f.class, placeholder.clone()));
+                        placeholder
+                    }
+                };
                 if rule.action == ClassAction::Reversible {
                     self.restore.insert(placeholder.clone(), value.to_owned());
                 }
@@ -710,6 +726,19 @@ mod tests {
             let original = &body[f.start..f.end];
             assert!(original.contains('@') || original.chars().filter(char::is_ascii_digit).count() == 16);
         }
+    }
+
+    /// Repeated values reuse the placeholder made for their first
+    /// occurrence, and it is the one the key makes afresh.
+    #[test]
+    fn repeated_values_get_the_placeholder_of_their_first_occurrence() {
+        let meta = RequestMeta { content_type: Some("text/plain"), ..chat("/upload") };
+        let body = "a@b.co, A@B.CO, 4111 1111 1111 1111 and a@b.co again; 4111-1111-1111-1111";
+        let out = rewritten(&engine().evaluate_request(&meta, body.as_bytes()));
+        let key = engine().placeholder_key.clone().unwrap();
+        let email = key.placeholder(EntityClass::Email, "a@b.co");
+        let card = key.placeholder(EntityClass::CreditCard, "4111111111111111");
+        assert_eq!(out, format!("{email}, {email}, {card} and {email} again; {card}"));
     }
 
     #[test]

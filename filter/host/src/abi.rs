@@ -374,7 +374,12 @@ pub fn apply_set_buffer(buf: &mut Vec<u8>, start: u32, size: u32, data: &[u8]) -
     let size = size as usize;
     if start == 0 {
         let drain = size.min(buf.len());
-        buf.splice(..drain, data.iter().copied());
+        // Two copies, as Envoy's buffer makes (`splice` with a byte
+        // iterator moved the body a byte at a time: 1% of a bench's time).
+        let mut joined = Vec::with_capacity(data.len() + (buf.len() - drain));
+        joined.extend_from_slice(data);
+        joined.extend_from_slice(buf.get(drain..).unwrap_or_default());
+        *buf = joined;
         Status::Ok
     } else if start >= buf.len() {
         buf.extend_from_slice(data);

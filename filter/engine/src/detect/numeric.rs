@@ -167,7 +167,7 @@ pub(crate) fn detect(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
         let Some(start) = cx.digits.next(i) else {
             break;
         };
-        let end = read_token(bytes, start, &mut groups, &mut digits);
+        let end = read_token(bytes, start, &mut groups);
         i = end.max(start + 1);
         if start < consumed {
             continue;
@@ -200,26 +200,25 @@ pub(crate) fn detect(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
                 continue;
             }
         }
-        ranges(cx, start, end, &groups, &digits, out, &mut consumed);
+        ranges(cx, start, end, &groups, &mut digits, out, &mut consumed);
         i = i.max(consumed);
     }
 }
 
-/// Reads the token at `start` (a digit) into `groups`/`digits`; returns its end.
-fn read_token(bytes: &[u8], start: usize, groups: &mut Vec<Group>, digits: &mut Vec<u8>) -> usize {
+/// Reads the token at `start` (a digit) into `groups`; returns its end.
+/// Its digit values are read only if a range of it may be a number (see
+/// [`token_digits`]): most tokens are years, times and counts.
+fn read_token(bytes: &[u8], start: usize, groups: &mut Vec<Group>) -> usize {
     groups.clear();
-    digits.clear();
     let mut pos = start;
     let mut sep = 0u8;
+    let mut doff = 0;
     loop {
         let gstart = pos;
-        let doff = digits.len();
-        // The run is found first and copied in one `extend`: a push per
-        // digit tested the vector's capacity at each.
         let run = bytes.get(pos..).unwrap_or_default().iter().take_while(|b| b.is_ascii_digit()).count();
-        digits.extend(bytes.get(pos..pos + run).unwrap_or_default().iter().map(|b| b - b'0'));
         pos += run;
         groups.push(Group { start: gstart, end: pos, sep, doff });
+        doff += run;
         let (a, b, c) = (at(bytes, pos), at(bytes, pos + 1), at(bytes, pos + 2));
         let (next_sep, skip) = match (a, b, c) {
             (b' ' | b'-' | b'.' | b'/', d, _) if d.is_ascii_digit() => (a, 1),
@@ -232,6 +231,14 @@ fn read_token(bytes: &[u8], start: usize, groups: &mut Vec<Group>, digits: &mut 
         pos += skip;
     }
     pos
+}
+
+/// The digit values of the token read into `groups`, in `digits`.
+fn token_digits(bytes: &[u8], groups: &[Group], digits: &mut Vec<u8>) {
+    digits.clear();
+    for g in groups {
+        digits.extend(bytes.get(g.start..g.end).unwrap_or_default().iter().map(|b| b - b'0'));
+    }
 }
 
 /// Whether a cue word is in the same clause, at most 40 bytes before.
@@ -278,7 +285,7 @@ fn ranges(
     token_start: usize,
     token_end: usize,
     groups: &[Group],
-    digits: &[u8],
+    digits: &mut Vec<u8>,
     out: &mut Vec<Finding>,
     consumed: &mut usize,
 ) {
@@ -286,7 +293,11 @@ fn ranges(
     let g = groups.len();
     // Every class needs eight digits but a dotted quad, which needs four
     // groups: most tokens (years, times, counts) stop here.
-    let mut a = if digits.len() < 8 && g < 4 { g } else { 0 };
+    let count = groups.last().map_or(0, |l| l.doff + (l.end - l.start));
+    let mut a = if count < 8 && g < 4 { g } else { 0 };
+    if a < g {
+        token_digits(bytes, groups, digits);
+    }
     while a < g {
         let Some(ga) = groups.get(a) else { break };
         if a > 0 && ga.sep != b' ' {

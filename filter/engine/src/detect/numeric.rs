@@ -1034,7 +1034,8 @@ fn locality(bytes: &[u8], start: usize, groups: &[Group]) -> Option<Finding> {
     while st_start > 0 && st_end - st_start < 3 && at(bytes, st_start - 1).is_ascii_uppercase() {
         st_start -= 1;
     }
-    let state = bytes.get(st_start..st_end)?;
+    // Every state code is two or three letters.
+    let state = bytes.get(st_start..st_end).filter(|s| s.len() >= 2)?;
     let end = postcode_at(bytes, start, state)?;
     if st_start < 2 {
         return None;

@@ -352,6 +352,17 @@ impl<'t> Marks<'t> {
         Some(chunk * 64 + word.trailing_zeros() as usize)
     }
 
+    /// The marks of the 64 bytes from `from` (bit `k` for byte
+    /// `from + k`), when the bytes are marked.
+    #[inline]
+    pub(crate) fn window(&self, from: usize) -> Option<u64> {
+        let words = self.words.as_ref()?;
+        let (chunk, bit) = (from / 64, from % 64);
+        let low = words.get(chunk)? >> bit;
+        let high = words.get(chunk + 1).map_or(0, |w| w.checked_shl(64 - bit as u32).unwrap_or(0));
+        Some(low | high)
+    }
+
     /// [`Marks::next`] without marks. Natively out of line: inlined, the
     /// search made every pass's code bigger where it never runs (1M more
     /// instructions a scan of `mixed`).
@@ -499,6 +510,19 @@ mod tests {
         }
         assert_eq!(find_in_range(b"", 0, b'0', b'9'), None);
         assert_eq!(find_in_range(b"12", 5, b'0', b'9'), None);
+    }
+
+    /// A window of marks holds the next 64 bytes' marks from any offset,
+    /// and none past the text; without marks there is none.
+    #[test]
+    fn mark_windows_agree_with_a_byte_loop() {
+        let text: Vec<u8> = (0..300u32).map(|i| if (i * 7 + i / 5) % 3 == 0 { b'4' } else { b'-' }).collect();
+        let marks = Marks::new(&text, b'0', b'9', 2);
+        for from in 0..text.len() + 2 {
+            let want = (0..64).fold(0u64, |w, k| w | u64::from(text.get(from + k) == Some(&b'4')) << k);
+            assert_eq!(marks.window(from), Some(want), "from {from}");
+        }
+        assert_eq!(Marks::new(&text, b'0', b'9', 0).window(0), None);
     }
 
     /// Marks against a byte loop: every byte value in every lane of every

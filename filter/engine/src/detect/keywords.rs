@@ -115,10 +115,10 @@ impl Keywords {
             return Vec::new();
         };
         let len = |pattern: usize| self.lens.get(pattern).copied().unwrap_or(0);
-        // By start, the longest first. Occurrences come ordered by where
-        // their first (at most 5) bytes end, so each lands a few places
-        // from the back: an insertion from there, not a sort (whose code
-        // would add 50 KB to the `.wasm`).
+        // By start, the longest first. Occurrences come ordered by the
+        // two-byte unit their first (at most 8) bytes end in, so each lands
+        // a few places from the back: an insertion from there, not a sort
+        // (whose code would add 50 KB to the `.wasm`).
         let key = |&(start, pattern): &(usize, usize)| (start, usize::MAX - len(pattern));
         let mut found: Vec<(usize, usize)> = Vec::new();
         literals.for_each(text, |start, pattern| {

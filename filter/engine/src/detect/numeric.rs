@@ -200,7 +200,11 @@ pub(crate) fn detect(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
                 continue;
             }
         }
-        ranges(cx, start, end, &groups, &mut digits, out, &mut consumed);
+        let from = first_range_group(bytes, start, &groups);
+        if from < groups.len() {
+            ranges(cx, start, from, &groups, &mut digits, out, &mut consumed);
+        }
+        consumed = consumed.max(end.min(groups.last().map_or(end, |l| l.end)));
         i = i.max(consumed);
     }
 }
@@ -279,11 +283,30 @@ fn negative(bytes: &[u8], start: usize) -> bool {
     before == b'#' || (before == b' ' && at(bytes, start.wrapping_sub(2)) == b'#') || context(bytes, start, NEG_CTX)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The first group of the token read into `groups` (at `token_start`) at
+/// which a number of some class may start: `groups.len()` when none can.
+/// Every class needs nine digits (SSN, TFN, ACN; phones ten) or eight
+/// after a `+` (E.164), but a dotted quad, which needs four groups: most
+/// tokens (years, times, counts, ISO dates) stop here, before the call to
+/// [`ranges`].
+#[inline(always)]
+fn first_range_group(bytes: &[u8], token_start: usize, groups: &[Group]) -> usize {
+    let g = groups.len();
+    let count = groups.last().map_or(0, |l| l.doff + (l.end - l.start));
+    let fewest = if at(bytes, token_start.wrapping_sub(1)) == b'+' { 8 } else { 9 };
+    if count < fewest && g < 4 {
+        g
+    } else {
+        0
+    }
+}
+
+/// Numbers of every class in the token read into `groups`, from group
+/// `from` (see [`first_range_group`]).
 fn ranges(
     cx: &Ctx<'_>,
     token_start: usize,
-    token_end: usize,
+    from: usize,
     groups: &[Group],
     digits: &mut Vec<u8>,
     out: &mut Vec<Finding>,
@@ -291,15 +314,8 @@ fn ranges(
 ) {
     let bytes = cx.bytes;
     let g = groups.len();
-    // Every class needs nine digits (SSN, TFN, ACN; phones ten) or eight
-    // after a `+` (E.164), but a dotted quad, which needs four groups: most
-    // tokens (years, times, counts, ISO dates) stop here.
-    let count = groups.last().map_or(0, |l| l.doff + (l.end - l.start));
-    let fewest = if at(bytes, token_start.wrapping_sub(1)) == b'+' { 8 } else { 9 };
-    let mut a = if count < fewest && g < 4 { g } else { 0 };
-    if a < g {
-        token_digits(bytes, groups, digits);
-    }
+    let mut a = from;
+    token_digits(bytes, groups, digits);
     while a < g {
         let Some(ga) = groups.get(a) else { break };
         if a > 0 && ga.sep != b' ' {
@@ -369,7 +385,6 @@ fn ranges(
             None => a += 1,
         }
     }
-    *consumed = (*consumed).max(token_end.min(groups.last().map_or(token_end, |l| l.end)));
 }
 
 fn validate(cx: &Ctx<'_>, v: &View<'_>) -> Option<Finding> {

@@ -200,11 +200,10 @@ pub(crate) fn detect(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
                 continue;
             }
         }
-        let from = first_range_group(bytes, start, &groups);
-        if from < groups.len() {
-            ranges(cx, start, from, &groups, &mut digits, out, &mut consumed);
+        if may_hold_number(bytes, start, &groups) {
+            ranges(cx, start, &groups, &mut digits, out, &mut consumed);
         }
-        consumed = consumed.max(end.min(groups.last().map_or(end, |l| l.end)));
+        consumed = consumed.max(end);
         i = i.max(consumed);
     }
 }
@@ -283,30 +282,22 @@ fn negative(bytes: &[u8], start: usize) -> bool {
     before == b'#' || (before == b' ' && at(bytes, start.wrapping_sub(2)) == b'#') || context(bytes, start, NEG_CTX)
 }
 
-/// The first group of the token read into `groups` (at `token_start`) at
-/// which a number of some class may start: `groups.len()` when none can.
-/// Every class needs nine digits (SSN, TFN, ACN; phones ten) or eight
-/// after a `+` (E.164), but a dotted quad, which needs four groups: most
-/// tokens (years, times, counts, ISO dates) stop here, before the call to
-/// [`ranges`].
+/// Whether the token read into `groups` (at `token_start`) may hold a
+/// number of some class. Every class needs nine digits (SSN, TFN, ACN;
+/// phones ten) or eight after a `+` (E.164), but a dotted quad, which
+/// needs four groups: most tokens (years, times, counts, ISO dates) stop
+/// here, before the call to [`ranges`].
 #[inline(always)]
-fn first_range_group(bytes: &[u8], token_start: usize, groups: &[Group]) -> usize {
-    let g = groups.len();
+fn may_hold_number(bytes: &[u8], token_start: usize, groups: &[Group]) -> bool {
     let count = groups.last().map_or(0, |l| l.doff + (l.end - l.start));
     let fewest = if at(bytes, token_start.wrapping_sub(1)) == b'+' { 8 } else { 9 };
-    if count < fewest && g < 4 {
-        g
-    } else {
-        0
-    }
+    count >= fewest || groups.len() >= 4
 }
 
-/// Numbers of every class in the token read into `groups`, from group
-/// `from` (see [`first_range_group`]).
+/// Numbers of every class in the token read into `groups`.
 fn ranges(
     cx: &Ctx<'_>,
     token_start: usize,
-    from: usize,
     groups: &[Group],
     digits: &mut Vec<u8>,
     out: &mut Vec<Finding>,
@@ -314,7 +305,7 @@ fn ranges(
 ) {
     let bytes = cx.bytes;
     let g = groups.len();
-    let mut a = from;
+    let mut a = 0;
     token_digits(bytes, groups, digits);
     while a < g {
         let Some(ga) = groups.get(a) else { break };

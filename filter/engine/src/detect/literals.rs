@@ -52,11 +52,19 @@ const PEEK_BITS: u32 = 3;
 /// one masked word, see [`unit_lanes`].
 const UNITS: usize = 1 << (2 * CODE_BITS + PEEK_BITS);
 const CODE_LANES: u64 = 0x1F1F_1F1F_1F1F_1F1F;
+/// [`peek`]'s bits, at bits 5–7 of each lane.
 const PEEK_LANES: u64 = 0x00E0_00E0_00E0_00E0;
+const _: () = assert!(PEEK_LANES & 0xFFFF == ((1 << PEEK_BITS) - 1) << CODE_BITS);
 
 #[inline(always)]
 fn code(b: u8) -> usize {
     usize::from(b & 0x1F)
+}
+
+/// The bits a unit keeps of the code of the byte after it.
+#[inline(always)]
+fn peek(code: usize) -> usize {
+    code & ((1 << PEEK_BITS) - 1)
 }
 
 /// The table index of a unit: codes of its two bytes, bits of the next.
@@ -136,9 +144,8 @@ fn units_of(literal: &[u8], skip: usize) -> (Vec<Unit>, usize) {
     let slots: Vec<Option<usize>> =
         std::iter::repeat_n(None, skip).chain(literal.iter().map(|&b| Some(code(b)))).collect();
     let slot = |i: usize| slots.get(i).copied().flatten();
-    let mut units: Vec<Unit> = (0..slots.len().div_ceil(2))
-        .map(|k| [slot(2 * k), slot(2 * k + 1), slot(2 * k + 2).map(|c| c & ((1 << PEEK_BITS) - 1))])
-        .collect();
+    let mut units: Vec<Unit> =
+        (0..slots.len().div_ceil(2)).map(|k| [slot(2 * k), slot(2 * k + 1), slot(2 * k + 2).map(peek)]).collect();
     // A last unit with its second byte outside the literal would let any
     // unit starting with that byte through the final stage; the unit
     // before it already peeks at that byte.
@@ -258,7 +265,7 @@ impl Literals {
         let at = |i: usize| text.get(i).copied().unwrap_or(0);
         let first_unit = (text.len() - tail.len()) / 2;
         for u in first_unit..text.len().div_ceil(2) {
-            let index = unit_index(code(at(2 * u)), code(at(2 * u + 1)), usize::from(at(2 * u + 2) & 7));
+            let index = unit_index(code(at(2 * u)), code(at(2 * u + 1)), peek(code(at(2 * u + 2))));
             state = state << BUCKETS | entry_at(table, index as u64);
             self.check(text, u, !(state >> FINAL) as u8, &mut found);
         }
